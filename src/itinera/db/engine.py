@@ -1,0 +1,99 @@
+"""Async engines and session factories for the two database roles.
+
+The service role (``DATABASE_URL``, ``itinera_app``) serves requests under
+Row-Level Security; the owner role (``ITINERA_ADMIN_DATABASE_URL``) runs
+migrations, the CLI and the retention sweeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from itinera.settings import Settings
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def async_url(url: str) -> str:
+    """Accept ``postgresql://`` URLs and use the asyncpg driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _encode_json(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+def create_engine(
+    url: str,
+    settings: Settings,
+    *,
+    application_name: str,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        json_serializer=_encode_json,
+        json_deserializer=msgspec.json.decode,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "command_timeout": settings.db_command_timeout_seconds,
+            "server_settings": {"application_name": application_name},
+        },
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """Both roles' engines and session factories, opened and closed by the lifespan."""
+
+    app_engine: AsyncEngine
+    owner_engine: AsyncEngine
+    app_sessions: async_sessionmaker[AsyncSession]
+    owner_sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        if settings.database_url is None or settings.admin_database_url is None:
+            raise RuntimeError("database URLs are resolved before the database is opened")
+        app_engine = create_engine(settings.database_url, settings, application_name="itinera")
+        # The owner pool serves sweepers and readiness only: keep it small.
+        owner_engine = create_engine(
+            settings.admin_database_url,
+            settings,
+            application_name="itinera-owner",
+            pool_size=2,
+            max_overflow=2,
+        )
+        return cls(
+            app_engine=app_engine,
+            owner_engine=owner_engine,
+            app_sessions=session_factory(app_engine),
+            owner_sessions=session_factory(owner_engine),
+        )
+
+    async def dispose(self) -> None:
+        await self.app_engine.dispose()
+        await self.owner_engine.dispose()

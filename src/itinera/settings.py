@@ -1,0 +1,152 @@
+"""Configuration, read from the environment once into a typed, immutable object.
+
+This is the only module that reads ``os.environ``. ``DATABASE_URL``,
+``ITINERA_ADMIN_DATABASE_URL`` and ``REDIS_URL`` keep their plain names; every
+other field ``foo_bar`` is read from ``ITINERA_FOO_BAR``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+PositiveSeconds = Annotated[int, Meta(ge=1)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+
+PLAIN_NAMES = {
+    "database_url": "DATABASE_URL",
+    "admin_database_url": "ITINERA_ADMIN_DATABASE_URL",
+    "redis_url": "REDIS_URL",
+}
+LIST_FIELDS = frozenset({"cors_origins", "trusted_proxies"})
+
+DAY = 86_400
+
+
+class SettingsError(ValueError):
+    """The environment holds a setting that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Servers. Unset database or Redis URL means: start the embedded server.
+    database_url: str | None = None
+    admin_database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = ".itinera"
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65_535)] = 8000
+    workers: Annotated[int, Meta(ge=1, le=64)] = 1
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 1_048_576
+    log_level: str = "INFO"
+
+    # Auth
+    jwt_secret: str | None = None
+    jwt_issuer: str = "itinera"
+    jwt_audience: str = "itinera-api"
+    refresh_token_ttl_seconds: PositiveSeconds = 30 * DAY
+
+    # Data
+    embedding_dim: Annotated[int, Meta(ge=1, le=2000)] = 1536
+    migrations_dir: str | None = None
+
+    # Connection pools (per role and process)
+    db_pool_size: Annotated[int, Meta(ge=1)] = 10
+    db_max_overflow: Annotated[int, Meta(ge=0)] = 5
+    db_pool_timeout_seconds: PositiveFloat = 5.0
+    db_pool_recycle_seconds: PositiveSeconds = 1800
+    db_pool_pre_ping: bool = True
+    db_connect_timeout_seconds: PositiveFloat = 5.0
+    db_command_timeout_seconds: PositiveFloat = 30.0
+    redis_timeout_seconds: PositiveFloat = 0.25
+    readiness_timeout_seconds: PositiveFloat = 2.0
+
+    # Rate limits (tokens per minute per user; auth per client)
+    rate_limit_agent_per_minute: Annotated[int, Meta(ge=1)] = 5
+    rate_limit_crud_per_minute: Annotated[int, Meta(ge=1)] = 60
+    rate_limit_auth_per_minute: Annotated[int, Meta(ge=1)] = 10
+    rate_limit_fail_open: bool = True
+
+    # Idempotency
+    idempotency_ttl_seconds: PositiveSeconds = DAY
+    idempotency_max_stored_bytes: Annotated[int, Meta(ge=1024)] = 262_144
+
+    # Retention
+    sweep_interval_seconds: PositiveFloat = 300.0
+    sweep_batch_size: Annotated[int, Meta(ge=1, le=100_000)] = 1000
+    sweepers_enabled: bool = True
+    retention_agent_runs_seconds: PositiveSeconds = 30 * DAY
+    retention_tool_calls_seconds: PositiveSeconds = DAY
+    retention_draft_itineraries_seconds: PositiveSeconds = 90 * DAY
+    retention_final_itineraries_seconds: PositiveSeconds = 90 * DAY
+    retention_revoked_refresh_tokens_seconds: PositiveSeconds = 7 * DAY
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.database_url is None and self.admin_database_url is None
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def env_name(field: str) -> str:
+    return PLAIN_NAMES.get(field, "ITINERA_" + field.upper())
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (the process environment by default)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in Settings.__struct_fields__:
+        value = env.get(env_name(field))
+        if value is None or value == "":
+            continue
+        if field in LIST_FIELDS:
+            raw[field] = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            raw[field] = value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_the_variable(str(exc))) from exc
+    _check(settings)
+    return settings
+
+
+def _name_the_variable(message: str) -> str:
+    """Turn msgspec's ``- at `$.port``` into the environment variable's name."""
+    head, sep, path = message.rpartition(" - at `$.")
+    if not sep:
+        return message
+    field = path.rstrip("`").split("[", 1)[0]
+    return f"{env_name(field)}: {head}"
+
+
+def _check(settings: Settings) -> None:
+    try:
+        settings.trusted_proxy_networks  # noqa: B018 - parse for the error
+    except ValueError as exc:
+        raise SettingsError(f"ITINERA_TRUSTED_PROXIES: {exc}") from exc
+    if settings.uses_embedded_postgres and settings.workers > 1:
+        raise SettingsError("ITINERA_WORKERS > 1 needs real servers (set DATABASE_URL)")
