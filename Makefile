@@ -1,0 +1,60 @@
+# Itinera — the gates. `make run` and `make test` work on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all install run test lint fmt typecheck migrate bench up down lock clean
+
+all: lint test
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Embedded PostgreSQL + pgvector and Redis under ./.itinera/, migrated and
+# seeded, serving on 127.0.0.1:8000. Ctrl-C stops the service and the servers.
+run: install
+	$(BIN)/itinera migrate
+	$(BIN)/itinera seed
+	exec $(BIN)/itinera serve
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/mypy --strict src
+
+typecheck: install
+	$(BIN)/mypy --strict src
+
+fmt: install
+	$(BIN)/ruff format src tests migrations
+	$(BIN)/ruff check --fix src tests migrations
+
+migrate: install
+	$(BIN)/itinera migrate
+
+# Refresh the pinned versions after changing dependencies in pyproject.toml.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^itinera' > constraints.txt
+	rm -rf .lock-venv
+
+up:
+	docker compose up --build --detach --wait
+
+down:
+	docker compose down --volumes
+
+clean:
+	rm -rf $(VENV) .itinera .pytest_cache .mypy_cache .ruff_cache

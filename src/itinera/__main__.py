@@ -1,0 +1,5 @@
+import sys
+
+from itinera.cli import main
+
+sys.exit(main())

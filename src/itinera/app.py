@@ -1,0 +1,93 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from itinera.http import NOT_FOUND, problem_response
+from itinera.lifespan import make_lifespan
+from itinera.metrics import Metrics
+from itinera.middleware.body_limit import BodyLimitMiddleware
+from itinera.middleware.request_context import RequestContextMiddleware
+from itinera.middleware.unit_of_work import UnitOfWorkMiddleware
+from itinera.ops import health
+from itinera.routing import EndpointApp, Operation, build_routes
+from itinera.settings import Settings
+
+CORS_ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "Location",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+]
+
+
+def all_operations() -> list[Operation]:
+    return [*health.api.operations]
+
+
+def operation_chain(operation: Operation) -> ASGIApp:
+    """The per-route layers, innermost first."""
+    app: ASGIApp = EndpointApp(operation)
+    if operation.uses_database:
+        app = UnitOfWorkMiddleware(app)
+    return app
+
+
+async def http_exception_problem(request: Request, exc: Exception) -> Response:
+    """The router's own 404 and 405, as problem details."""
+    assert isinstance(exc, HTTPException)
+    problem_type = NOT_FOUND if exc.status_code == 404 else "about:blank"
+    return problem_response(exc.status_code, exc.detail, type=problem_type, headers=exc.headers)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the service for settings whose server URLs and secret are resolved."""
+    metrics = Metrics()
+    middleware = [Middleware(RequestContextMiddleware, metrics=metrics)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=CORS_ALLOWED_HEADERS,
+                expose_headers=CORS_EXPOSED_HEADERS,
+                max_age=600,
+            )
+        )
+    middleware.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    return Starlette(
+        routes=build_routes(all_operations(), operation_chain),
+        middleware=middleware,
+        exception_handlers={HTTPException: http_exception_problem},
+        lifespan=make_lifespan(settings, metrics),
+    )
+
+
+def create_app_from_environment() -> Starlette:
+    """Factory for multi-worker uvicorn (real servers only): each worker reads the environment."""
+    from itinera.embedded import ensure_jwt_secret
+    from itinera.logs import configure_logging
+    from itinera.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(ensure_jwt_secret(settings))

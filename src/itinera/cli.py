@@ -1,0 +1,193 @@
+"""The ``itinera`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from itinera.db.engine import create_engine, session_factory
+from itinera.db.schema import alembic_config
+from itinera.domain.orgs.repository import OrgRepository
+from itinera.domain.users.repository import UserRepository
+from itinera.embedded import embedded_servers, ensure_jwt_secret
+from itinera.errors import ItineraError
+from itinera.logs import configure_logging
+from itinera.security.passwords import PasswordHasher
+from itinera.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("itinera.cli")
+
+DEMO_ORG = "demo"
+DEMO_EMAIL = "admin@demo.example"
+DEMO_PASSWORD = "itinera-demo"
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"itinera: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    command: Command = args.run
+    try:
+        return command(settings, args)
+    except ItineraError as exc:
+        print(f"itinera: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="itinera", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve_parser = commands.add_parser("serve", help="serve the HTTP API")
+    serve_parser.add_argument("--host", default=None, help="default: ITINERA_HOST or 127.0.0.1")
+    serve_parser.add_argument(
+        "--port", type=int, default=None, help="default: ITINERA_PORT or 8000"
+    )
+    serve_parser.set_defaults(run=serve)
+
+    commands.add_parser("migrate", help="upgrade the schema to this build's head").set_defaults(
+        run=migrate
+    )
+    commands.add_parser("seed", help="create the demo org and its admin (idempotent)").set_defaults(
+        run=seed
+    )
+
+    org_parser = commands.add_parser("create-org", help="create an org")
+    org_parser.add_argument("slug")
+    org_parser.add_argument("--name", required=True)
+    org_parser.set_defaults(run=create_org)
+
+    user_parser = commands.add_parser("create-user", help="create a user in an org")
+    user_parser.add_argument("--org", required=True, help="the org's slug")
+    user_parser.add_argument("--email", required=True)
+    user_parser.add_argument("--password", required=True)
+    user_parser.add_argument("--admin", action="store_true", help="give the admin role")
+    user_parser.set_defaults(run=create_user)
+    return parser
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from itinera.app import create_app
+
+    settings = settings.replace(
+        host=args.host or settings.host, port=settings.port if args.port is None else args.port
+    )
+    settings = ensure_jwt_secret(settings)
+    with embedded_servers(settings, redis=True) as resolved:
+        log.info("serving on http://%s:%s", resolved.host, resolved.port)
+        if resolved.workers > 1:
+            uvicorn.run(
+                "itinera.app:create_app_from_environment",
+                factory=True,
+                host=resolved.host,
+                port=resolved.port,
+                workers=resolved.workers,
+                log_config=None,
+                timeout_graceful_shutdown=30,
+            )
+        else:
+            uvicorn.run(
+                create_app(resolved),
+                host=resolved.host,
+                port=resolved.port,
+                log_config=None,
+                timeout_graceful_shutdown=30,
+            )
+    return 0
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from alembic import command
+
+    with embedded_servers(settings, redis=False) as resolved:
+        command.upgrade(alembic_config(resolved), "head")
+    log.info("schema is at head")
+    return 0
+
+
+def seed(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(session: AsyncSession) -> None:
+        orgs = OrgRepository(session)
+        org = await orgs.get_by_slug(DEMO_ORG) or await orgs.create(DEMO_ORG, "Demo")
+        users = UserRepository(session, org.id)
+        if await users.find_credentials(DEMO_EMAIL) is None:
+            password_hash = await PasswordHasher().hash(DEMO_PASSWORD)
+            await users.create(DEMO_EMAIL, password_hash, "admin")
+
+    _run_as_owner(settings, run)
+    print(f"demo credentials: org={DEMO_ORG} email={DEMO_EMAIL} password={DEMO_PASSWORD}")
+    return 0
+
+
+def create_org(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(session: AsyncSession) -> Any:
+        return await OrgRepository(session).create(args.slug, args.name)
+
+    _print(_run_as_owner(settings, run))
+    return 0
+
+
+def create_user(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(session: AsyncSession) -> Any:
+        org = await OrgRepository(session).get_by_slug(args.org)
+        if org is None:
+            raise ItineraError(f"no org with slug {args.org!r}")
+        password_hash = await PasswordHasher().hash(args.password)
+        role = "admin" if args.admin else "member"
+        return await UserRepository(session, org.id).create(args.email, password_hash, role)
+
+    _print(_run_as_owner(settings, run))
+    return 0
+
+
+def _run_as_owner(
+    settings: Settings, work: Callable[[AsyncSession], Coroutine[Any, Any, Any]]
+) -> Any:
+    """Run ``work`` in one transaction on the owner role, embedded server included."""
+    with embedded_servers(settings, redis=False) as resolved:
+
+        async def run() -> Any:
+            async with owner_session(resolved) as session:
+                result = await work(session)
+                await session.commit()
+                return result
+
+        return asyncio.run(run())
+
+
+@asynccontextmanager
+async def owner_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    assert settings.admin_database_url is not None
+    engine = create_engine(
+        settings.admin_database_url, settings, application_name="itinera-cli", pool_size=1
+    )
+    try:
+        async with session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def _print(value: Any) -> None:
+    print(msgspec.json.encode(value).decode())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

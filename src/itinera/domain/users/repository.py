@@ -1,0 +1,67 @@
+"""Users of one org."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, insert
+
+from itinera.db.errors import translate_integrity_errors
+from itinera.db.models import AppUser, new_id
+from itinera.db.tenancy import TenantRepository
+from itinera.domain.users.schemas import User
+
+_COLUMNS = (
+    AppUser.id,
+    AppUser.email,
+    AppUser.role,
+    AppUser.disabled,
+    AppUser.created_at,
+    AppUser.updated_at,
+)
+
+
+class UserCredentials(User, frozen=True, kw_only=True):
+    password_hash: str
+
+
+class UserRepository(TenantRepository):
+    async def create(self, email: str, password_hash: str, role: str) -> User:
+        with translate_integrity_errors(duplicate=f"a user with email {email!r} exists"):
+            row = (
+                await self.session.execute(
+                    insert(AppUser)
+                    .values(
+                        org_id=self.org_id,
+                        id=new_id(),
+                        email=email,
+                        role=role,
+                        password_hash=password_hash,
+                    )
+                    .returning(*_COLUMNS)
+                )
+            ).one()
+        return User(**row._mapping)
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        statement = self.select_from(AppUser, *_COLUMNS).where(AppUser.id == user_id)
+        row = (await self.session.execute(statement)).first()
+        return User(**row._mapping) if row else None
+
+    async def find_credentials(self, email: str) -> UserCredentials | None:
+        statement = self.select_from(AppUser, *_COLUMNS, AppUser.password_hash).where(
+            func.lower(AppUser.email) == email.lower()
+        )
+        row = (await self.session.execute(statement)).first()
+        return UserCredentials(**row._mapping) if row else None
+
+    async def update(self, user_id: uuid.UUID, **values: Any) -> User | None:
+        statement = (
+            self.update_of(AppUser)
+            .where(AppUser.id == user_id)
+            .values(**values, updated_at=func.now())
+            .returning(*_COLUMNS)
+        )
+        row = (await self.session.execute(statement)).first()
+        return User(**row._mapping) if row else None

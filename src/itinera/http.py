@@ -1,0 +1,164 @@
+"""Wire codecs, RFC 9457 problem responses, and the one table that maps errors to them.
+
+Problem ``type`` values (documented in docs/problems.md):
+
+    /problems/validation               422  the body or a parameter breaks the schema or a rule
+    /problems/malformed                400  the body is not JSON; a bad cursor or header
+    /problems/not-found                404
+    /problems/duplicate                409  a unique rule would be broken
+    /problems/conflict                 409  the resource's state forbids the operation
+    /problems/idempotency-key-reused   422
+    /problems/idempotency-in-flight    409
+    /problems/precondition-failed      412
+    /problems/precondition-required    428
+    https://iana.org/assignments/http-problem-types#quota-exceeded   429
+    about:blank                        401, 403, 405, 413, 415, 500, 503
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+import redis.exceptions
+from sqlalchemy import exc as sa_exc
+from starlette.responses import Response
+
+from itinera import errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+JSON = "application/json"
+
+VALIDATION = "/problems/validation"
+MALFORMED = "/problems/malformed"
+NOT_FOUND = "/problems/not-found"
+DUPLICATE = "/problems/duplicate"
+CONFLICT = "/problems/conflict"
+IDEMPOTENCY_KEY_REUSED = "/problems/idempotency-key-reused"
+IDEMPOTENCY_IN_FLIGHT = "/problems/idempotency-in-flight"
+PRECONDITION_FAILED = "/problems/precondition-failed"
+PRECONDITION_REQUIRED = "/problems/precondition-required"
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+BLANK = "about:blank"
+
+
+class FieldProblem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    detail: str
+    pointer: str | None = None
+    parameter: str | None = None
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem detail."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldProblem] | None = None
+    violated_policies: list[str] | None = msgspec.field(default=None, name="violated-policies")
+
+
+encoder = msgspec.json.Encoder()
+
+
+class JSONResponse(Response):
+    """A response whose content is encoded by msgspec (Structs, dicts, lists)."""
+
+    media_type = JSON
+
+    def render(self, content: Any) -> bytes:
+        return encoder.encode(content)
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    type: str = BLANK,
+    title: str | None = None,
+    errors: list[FieldProblem] | None = None,
+    headers: Mapping[str, str] | None = None,
+    violated_policies: list[str] | None = None,
+) -> Response:
+    problem = Problem(
+        type=type,
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        errors=errors,
+        violated_policies=violated_policies,
+    )
+    return Response(
+        encoder.encode(problem), status_code=status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+# Looked up along the exception's MRO, so subclasses inherit their parent's row.
+ERROR_TABLE: dict[type[errors.ItineraError], tuple[int, str]] = {
+    errors.NotFoundError: (404, NOT_FOUND),
+    errors.DuplicateError: (409, DUPLICATE),
+    errors.ConflictError: (409, CONFLICT),
+    errors.InvalidInputError: (422, VALIDATION),
+    errors.MalformedInputError: (400, MALFORMED),
+    errors.AuthenticationError: (401, BLANK),
+    errors.PermissionDeniedError: (403, BLANK),
+    errors.StaleVersionError: (412, PRECONDITION_FAILED),
+    errors.VersionRequiredError: (428, PRECONDITION_REQUIRED),
+    errors.UnavailableError: (503, BLANK),
+}
+
+EXTRA_HEADERS: dict[type[errors.ItineraError], dict[str, str]] = {
+    errors.AuthenticationError: {"WWW-Authenticate": "Bearer"},
+    errors.UnavailableError: {"Retry-After": "1"},
+}
+
+
+def error_response(error: errors.ItineraError) -> Response:
+    for cls in type(error).__mro__:
+        if cls in ERROR_TABLE:
+            status, problem_type = ERROR_TABLE[cls]
+            break
+    else:  # pragma: no cover - every ItineraError subclass derives from a row
+        status, problem_type = 500, BLANK
+    headers = next((EXTRA_HEADERS[c] for c in type(error).__mro__ if c in EXTRA_HEADERS), None)
+    field_problems = None
+    if isinstance(error, errors.InvalidInputError) and error.errors:
+        field_problems = [
+            FieldProblem(detail=e.detail, pointer=e.pointer, parameter=e.parameter)
+            for e in error.errors
+        ]
+    return problem_response(
+        status, error.detail, type=problem_type, errors=field_problems, headers=headers
+    )
+
+
+# Failures of a dependency rather than of the request: the caller may retry.
+UNAVAILABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,  # pool exhausted
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    TimeoutError,
+    OSError,  # e.g. the database's socket is gone while it restarts
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, UNAVAILABLE_EXCEPTIONS)
+
+
+def unexpected_error_response(exc: BaseException) -> Response:
+    """The answer to an exception nobody handled: 503 for a lost dependency, else 500."""
+    if is_unavailable(exc):
+        log.warning("dependency unavailable: %s", type(exc).__name__)
+        return error_response(errors.UnavailableError("a dependency is unavailable; retry"))
+    return problem_response(500, "an unexpected error occurred")

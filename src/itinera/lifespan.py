@@ -1,0 +1,91 @@
+"""The lifespan owns every resource: engines, Redis, the password hasher, background tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from starlette.applications import Starlette
+
+from itinera.db.engine import Database
+from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_schema, observe_schema
+from itinera.metrics import Metrics
+from itinera.security.passwords import PasswordHasher
+from itinera.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Everything a request may use, handed to it through the lifespan state."""
+
+    settings: Settings
+    db: Database
+    redis: Redis
+    metrics: Metrics
+    schema: ExpectedSchema
+    passwords: PasswordHasher
+
+
+def open_redis(settings: Settings) -> Redis:
+    if settings.redis_url is None:
+        raise RuntimeError("the Redis URL is resolved before Redis is opened")
+    # No retries: a slow or absent Redis must cost one short timeout, not several.
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+async def refuse_wrong_dimension(db: Database, schema: ExpectedSchema) -> None:
+    """A configured embedding dimension that differs from the database's is fatal."""
+    try:
+        async with db.app_engine.connect() as conn:
+            status = compare(schema, await observe_schema(conn))
+    except Exception as exc:  # an unreachable database is readiness's business
+        log.warning("could not inspect the schema at startup: %s", type(exc).__name__)
+        return
+    if status is SchemaStatus.WRONG_DIMENSION:
+        raise RuntimeError(
+            f"ITINERA_EMBEDDING_DIM={schema.embedding_dim} differs from the database's "
+            "embedding column; the dimension is fixed when the schema is created"
+        )
+
+
+def make_lifespan(
+    settings: Settings, metrics: Metrics
+) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Any]]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        schema = expected_schema(settings)
+        db = Database.open(settings)
+        redis = open_redis(settings)
+        try:
+            await refuse_wrong_dimension(db, schema)
+            resources = Resources(
+                settings=settings,
+                db=db,
+                redis=redis,
+                metrics=metrics,
+                schema=schema,
+                passwords=PasswordHasher(),
+            )
+            async with anyio.create_task_group() as background:
+                yield {"resources": resources}
+                background.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await redis.aclose()
+                await db.dispose()
+
+    return lifespan

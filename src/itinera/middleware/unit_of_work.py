@@ -1,0 +1,50 @@
+"""Per route: open the request's unit of work, and commit before the response leaves."""
+
+from __future__ import annotations
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from itinera import scope as request_scope
+from itinera.db.unit_of_work import UnitOfWork
+
+
+class UnitOfWorkMiddleware:
+    """Holds the response until the transaction is over.
+
+    A success (< 400) commits, anything else rolls back; only then are the
+    held messages sent, so a client never sees a 201 for a write that did not
+    commit. A layer inside may commit first (idempotency stores its record
+    with the handler's writes and commits itself).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = request_scope.principal(scope)
+        sessions = request_scope.resources(scope).db.app_sessions
+        uow = UnitOfWork(sessions, principal.org_id if principal else None)
+        scope[request_scope.UNIT_OF_WORK] = uow
+        held: list[Message] = []
+        status = 500
+
+        async def hold(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            held.append(message)
+
+        try:
+            await self.app(scope, receive, hold)
+            if status < 400:
+                await uow.commit()
+            else:
+                await uow.rollback()
+        finally:
+            # Shielded: the connection must go back to the pool clean even
+            # when the request is cancelled (client gone, server stopping).
+            with anyio.CancelScope(shield=True):
+                await uow.close()
+        for message in held:
+            await send(message)

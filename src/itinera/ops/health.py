@@ -1,0 +1,114 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import msgspec
+from anyio import fail_after
+from starlette.responses import Response
+
+from itinera.db.schema import SchemaStatus, compare, observe_schema
+from itinera.http import JSONResponse
+from itinera.lifespan import Resources
+from itinera.routing import Api, Context
+
+api = Api(tag="operations")
+
+OK = "ok"
+DEGRADED = "degraded"
+UNAVAILABLE = "unavailable"
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class DependencyCheck(msgspec.Struct, omit_defaults=True):
+    status: str
+    detail: str | None = None
+    revision: str | None = None
+    expected: str | None = None
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, DependencyCheck]
+
+
+@api.get(
+    "/health",
+    summary="Liveness: answers without touching any dependency",
+    response=Health,
+    public=True,
+    bucket=None,
+    uses_database=False,
+)
+async def health(ctx: Context) -> Response:
+    return JSONResponse(Health(status=OK))
+
+
+@api.get(
+    "/ready",
+    summary="Readiness of PostgreSQL, Redis and the schema",
+    response=Readiness,
+    public=True,
+    bucket=None,
+    uses_database=False,
+    errors=(503,),
+)
+async def ready(ctx: Context) -> Response:
+    resources: Resources = ctx.resources
+    postgres, schema = await _check_postgres(resources)
+    redis = await _check_redis(resources)
+    fatal = postgres.status != OK or schema.status != OK or redis.status == UNAVAILABLE
+    overall = UNAVAILABLE if fatal else (DEGRADED if redis.status == DEGRADED else OK)
+    body = Readiness(
+        status=overall, checks={"postgres": postgres, "redis": redis, "schema": schema}
+    )
+    return JSONResponse(body, status_code=503 if fatal else 200)
+
+
+async def _check_postgres(resources: Resources) -> tuple[DependencyCheck, DependencyCheck]:
+    expected = resources.schema
+    try:
+        with fail_after(resources.settings.readiness_timeout_seconds):
+            async with resources.db.app_engine.connect() as conn:
+                observed = await observe_schema(conn)
+    except Exception as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return (
+            DependencyCheck(status=UNAVAILABLE, detail=reason),
+            DependencyCheck(status="unknown", expected=expected.head),
+        )
+    status = compare(expected, observed)
+    schema = DependencyCheck(
+        status=OK if status.serviceable else UNAVAILABLE,
+        detail=None if status is SchemaStatus.OK else status.value,
+        revision=observed.revision,
+        expected=expected.head,
+    )
+    return DependencyCheck(status=OK), schema
+
+
+async def _check_redis(resources: Resources) -> DependencyCheck:
+    try:
+        with fail_after(resources.settings.readiness_timeout_seconds):
+            await resources.redis.ping()
+    except Exception as exc:
+        down = DEGRADED if resources.settings.rate_limit_fail_open else UNAVAILABLE
+        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return DependencyCheck(status=down, detail=reason)
+    return DependencyCheck(status=OK)
+
+
+@api.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    public=True,
+    bucket=None,
+    uses_database=False,
+)
+async def metrics(ctx: Context) -> Response:
+    resources: Resources = ctx.resources
+    return Response(
+        resources.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -1,0 +1,263 @@
+"""Declaring endpoints, and turning each into its per-route ASGI chain.
+
+An endpoint is a coroutine ``handler(ctx, body=..., query=...) -> Response``;
+the types of ``body`` and ``query`` come from its annotations and are decoded
+(and validated) by msgspec before it runs. The decorator's arguments are the
+route's attributes: whether it is public, its rate-limit bucket, whether it
+takes an Idempotency-Key. The same declarations feed the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+import msgspec
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from itinera import scope as request_scope
+from itinera.errors import AuthenticationError, FieldError, InvalidInputError, ItineraError
+from itinera.http import MALFORMED, error_response, problem_response
+from itinera.security.principal import Principal
+
+HandlerFn = Callable[..., Awaitable[Response]]
+F = TypeVar("F", bound=HandlerFn)
+
+
+class Idempotency(enum.Enum):
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+class Context:
+    """What a handler may ask of its request."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    @property
+    def principal(self) -> Principal:
+        principal = request_scope.principal(self.scope)
+        if principal is None:  # pragma: no cover - public routes do not ask
+            raise AuthenticationError("authentication required")
+        return principal
+
+    @property
+    def uow(self) -> Any:
+        return request_scope.unit_of_work(self.scope)
+
+    @property
+    def resources(self) -> Any:
+        return request_scope.resources(self.scope)
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        return self.scope.get("path_params", {})  # type: ignore[no-any-return]
+
+    def path_id(self, name: str = "id") -> uuid.UUID:
+        value = self.path_params[name]
+        assert isinstance(value, uuid.UUID)
+        return value
+
+    @property
+    def headers(self) -> Headers:
+        return Headers(scope=self.scope)
+
+
+@dataclass(eq=False)
+class Operation:
+    method: str
+    path: str
+    handler: HandlerFn
+    summary: str
+    tag: str
+    response: Any = None
+    status: int = 200
+    public: bool = False
+    bucket: str | None = "crud"
+    idempotency: Idempotency = Idempotency.NONE
+    uses_database: bool = True
+    errors: tuple[int, ...] = ()
+    body_type: Any = field(init=False, default=None)
+    query_type: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(self.handler)
+        self.body_type = hints.get("body")
+        self.query_type = hints.get("query")
+        self._body_decoder = (
+            msgspec.json.Decoder(self.body_type) if self.body_type is not None else None
+        )
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+    def decode_body(self, scope: Scope) -> Any:
+        assert self._body_decoder is not None
+        raw = request_scope.body(scope)
+        try:
+            return self._body_decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(
+                "the body does not match the schema", [_field_error(str(exc), "pointer")]
+            ) from exc
+        except msgspec.DecodeError as exc:
+            raise _MalformedBody(f"the body is not valid JSON: {exc}") from exc
+
+    def decode_query(self, scope: Scope) -> Any:
+        params = dict(_query_pairs(scope))
+        try:
+            return msgspec.convert(params, self.query_type, strict=False)
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(
+                "the query parameters are not valid", [_field_error(str(exc), "parameter")]
+            ) from exc
+
+
+class _MalformedBody(ItineraError):
+    pass
+
+
+class Api:
+    """The operations of one area of the API, declared with decorators."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.operations: list[Operation] = []
+
+    def route(self, method: str, path: str, *, summary: str, **attributes: Any) -> Callable[[F], F]:
+        def register(handler: F) -> F:
+            self.operations.append(
+                Operation(method, path, handler, summary=summary, tag=self.tag, **attributes)
+            )
+            return handler
+
+        return register
+
+    def get(self, path: str, *, summary: str, **attributes: Any) -> Callable[[F], F]:
+        return self.route("GET", path, summary=summary, **attributes)
+
+    def post(self, path: str, *, summary: str, **attributes: Any) -> Callable[[F], F]:
+        attributes.setdefault("idempotency", Idempotency.OPTIONAL)
+        return self.route("POST", path, summary=summary, **attributes)
+
+    def put(self, path: str, *, summary: str, **attributes: Any) -> Callable[[F], F]:
+        attributes.setdefault("idempotency", Idempotency.OPTIONAL)
+        return self.route("PUT", path, summary=summary, **attributes)
+
+    def patch(self, path: str, *, summary: str, **attributes: Any) -> Callable[[F], F]:
+        attributes.setdefault("idempotency", Idempotency.OPTIONAL)
+        return self.route("PATCH", path, summary=summary, **attributes)
+
+    def delete(self, path: str, *, summary: str, **attributes: Any) -> Callable[[F], F]:
+        attributes.setdefault("idempotency", Idempotency.OPTIONAL)
+        attributes.setdefault("status", 204)
+        return self.route("DELETE", path, summary=summary, **attributes)
+
+
+class EndpointApp:
+    """Innermost ASGI app of a route: decode, call the handler, map domain errors."""
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        operation = self.operation
+        try:
+            kwargs: dict[str, Any] = {}
+            if operation.query_type is not None:
+                kwargs["query"] = operation.decode_query(scope)
+            if operation.body_type is not None:
+                if not _is_json(scope):
+                    response = problem_response(
+                        415,
+                        "send the body as application/json",
+                        headers={"Accept": "application/json"},
+                    )
+                    await response(scope, receive, send)
+                    return
+                kwargs["body"] = operation.decode_body(scope)
+            response = await operation.handler(Context(scope), **kwargs)
+        except _MalformedBody as exc:
+            response = problem_response(400, exc.detail, type=MALFORMED)
+        except ItineraError as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+
+class MethodDispatch:
+    """One path, several methods: Starlette's router answers 405 + Allow for the rest."""
+
+    def __init__(self, path: str, apps: dict[str, ASGIApp]) -> None:
+        self.path = path
+        self.apps = dict(apps)
+        if "GET" in self.apps:
+            self.apps.setdefault("HEAD", self.apps["GET"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[request_scope.ROUTE] = self.path
+        await self.apps[scope["method"]](scope, receive, send)
+
+
+ChainBuilder = Callable[[Operation], ASGIApp]
+
+
+def build_routes(operations: Sequence[Operation], chain: ChainBuilder) -> list[Route]:
+    """One Starlette route per path, each method with its own middleware chain."""
+    by_path: dict[str, dict[str, ASGIApp]] = {}
+    for operation in operations:
+        methods = by_path.setdefault(operation.path, {})
+        if operation.method in methods:
+            raise ValueError(f"{operation.method} {operation.path} is declared twice")
+        methods[operation.method] = chain(operation)
+    return [
+        Route(path, MethodDispatch(path, apps), methods=list(apps))
+        for path, apps in by_path.items()
+    ]
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = request_scope.header(scope, b"content-type")
+    if content_type is None:
+        return True  # a missing content type is read as JSON
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    query_string = scope.get("query_string", b"").decode("latin-1")
+    return parse_qsl(query_string, keep_blank_values=True)
+
+
+_AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `(?P<name>[^`]+)`")
+
+
+def _field_error(message: str, kind: str) -> FieldError:
+    """Turn msgspec's ``... - at `$.a[0].b``` into a JSON pointer (or a parameter name)."""
+    match = _AT_PATH.search(message)
+    detail = message[: match.start()] if match else message
+    path = match.group("path") if match else ""
+    parts = [p for p in re.split(r"\.|\[|\]", path) if p]
+    named = _NAMED_FIELD.search(detail)
+    if named:
+        parts.append(named.group("name"))
+    if kind == "parameter":
+        return FieldError(detail=detail, parameter=parts[0] if parts else None)
+    pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return FieldError(detail=detail, pointer=pointer)

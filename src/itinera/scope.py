@@ -1,0 +1,51 @@
+"""Typed access to what the middleware layers leave in the ASGI scope for the inner ones."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from starlette.types import Scope
+
+if TYPE_CHECKING:
+    from itinera.db.unit_of_work import UnitOfWork
+    from itinera.lifespan import Resources
+    from itinera.security.principal import Principal
+
+PRINCIPAL = "itinera.principal"
+UNIT_OF_WORK = "itinera.unit_of_work"
+BODY = "itinera.body"
+ROUTE = "itinera.route"
+REQUEST_ID = "itinera.request_id"
+
+
+def resources(scope: Scope) -> Resources:
+    return cast("Resources", scope["state"]["resources"])
+
+
+def principal(scope: Scope) -> Principal | None:
+    return cast("Principal | None", scope.get(PRINCIPAL))
+
+
+def unit_of_work(scope: Scope) -> UnitOfWork:
+    return cast("UnitOfWork", scope[UNIT_OF_WORK])
+
+
+def body(scope: Scope) -> bytes:
+    """The request body, read once by the body-size limit middleware."""
+    return cast(bytes, scope.get(BODY, b""))
+
+
+def route_template(scope: Scope) -> str | None:
+    return cast("str | None", scope.get(ROUTE))
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (``name`` in lower case)."""
+    for key, value in cast("list[tuple[bytes, bytes]]", scope["headers"]):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def set_item(scope: Scope, key: str, value: Any) -> None:
+    scope[key] = value

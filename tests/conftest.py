@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from itinera.db.engine import create_engine
+from itinera.settings import Settings
+from tests.support.app import running_app
+from tests.support.database import ScratchDatabase, create_database, dispose_database
+from tests.support.servers import FAST_AND_LOOSE, PostgresServer, session_servers
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[tuple[PostgresServer, str]]:
+    with session_servers() as pair:
+        yield pair
+
+
+@pytest.fixture(scope="session")
+def postgres(servers: tuple[PostgresServer, str]) -> PostgresServer:
+    return servers[0]
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers: tuple[PostgresServer, str]) -> str:
+    return servers[1]
+
+
+@pytest.fixture(scope="session")
+async def database(postgres: PostgresServer) -> AsyncIterator[ScratchDatabase]:
+    if postgres.kind == "embedded":
+        await _loosen_durability(postgres)
+    database = await create_database(postgres)
+    yield database
+    await dispose_database(postgres, database)
+
+
+async def _loosen_durability(postgres: PostgresServer) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres.superuser_dsn)
+    try:
+        for name, value in FAST_AND_LOOSE.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database: ScratchDatabase, redis_url: str) -> Settings:
+    """The suite's settings: rate limits out of the way unless a test sets its own."""
+    return database.settings(
+        redis_url=redis_url,
+        rate_limit_agent_per_minute=100_000,
+        rate_limit_crud_per_minute=100_000,
+        rate_limit_auth_per_minute=100_000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    assert settings.admin_database_url is not None
+    engine = create_engine(settings.admin_database_url, settings, application_name="itinera-tests")
+    yield engine
+    await engine.dispose()
