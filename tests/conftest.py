@@ -11,6 +11,7 @@ from itinera.settings import Settings
 from tests.support.app import running_app
 from tests.support.database import ScratchDatabase, create_database, dispose_database
 from tests.support.servers import FAST_AND_LOOSE, PostgresServer, session_servers
+from tests.support.tenants import Tenant, make_tenant
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +74,14 @@ async def owner_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(settings.admin_database_url, settings, application_name="itinera-tests")
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def tenant(owner_engine: AsyncEngine, settings: Settings) -> Tenant:
+    """A fresh org with an admin and a member: tests isolate through tenancy."""
+    return await make_tenant(owner_engine, settings)
+
+
+@pytest.fixture
+async def other_tenant(owner_engine: AsyncEngine, settings: Settings) -> Tenant:
+    return await make_tenant(owner_engine, settings)

@@ -10,9 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from itinera.domain.auth import routes as auth_routes
+from itinera.domain.users import routes as user_routes
 from itinera.http import NOT_FOUND, problem_response
 from itinera.lifespan import make_lifespan
 from itinera.metrics import Metrics
+from itinera.middleware.auth import AuthMiddleware
 from itinera.middleware.body_limit import BodyLimitMiddleware
 from itinera.middleware.request_context import RequestContextMiddleware
 from itinera.middleware.unit_of_work import UnitOfWorkMiddleware
@@ -40,7 +43,7 @@ CORS_EXPOSED_HEADERS = [
 
 
 def all_operations() -> list[Operation]:
-    return [*health.api.operations]
+    return [*health.api.operations, *auth_routes.api.operations, *user_routes.api.operations]
 
 
 def operation_chain(operation: Operation) -> ASGIApp:
@@ -48,6 +51,8 @@ def operation_chain(operation: Operation) -> ASGIApp:
     app: ASGIApp = EndpointApp(operation)
     if operation.uses_database:
         app = UnitOfWorkMiddleware(app)
+    if not operation.public:
+        app = AuthMiddleware(app)
     return app
 
 

@@ -17,7 +17,9 @@ from starlette.applications import Starlette
 from itinera.db.engine import Database
 from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_schema, observe_schema
 from itinera.metrics import Metrics
+from itinera.pagination import CursorCodec
 from itinera.security.passwords import PasswordHasher
+from itinera.security.tokens import AccessTokens
 from itinera.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ class Resources:
     metrics: Metrics
     schema: ExpectedSchema
     passwords: PasswordHasher
+    tokens: AccessTokens
+    cursors: CursorCodec
 
 
 def open_redis(settings: Settings) -> Redis:
@@ -67,6 +71,9 @@ def make_lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if settings.jwt_secret is None:
+            raise RuntimeError("the JWT secret is resolved before the app starts")
+        secret = settings.jwt_secret
         schema = expected_schema(settings)
         db = Database.open(settings)
         redis = open_redis(settings)
@@ -79,6 +86,10 @@ def make_lifespan(
                 metrics=metrics,
                 schema=schema,
                 passwords=PasswordHasher(),
+                tokens=AccessTokens(
+                    secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+                ),
+                cursors=CursorCodec(secret),
             )
             async with anyio.create_task_group() as background:
                 yield {"resources": resources}

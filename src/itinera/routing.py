@@ -23,8 +23,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
+from itinera.db.unit_of_work import UnitOfWork
 from itinera.errors import AuthenticationError, FieldError, InvalidInputError, ItineraError
 from itinera.http import MALFORMED, error_response, problem_response
+from itinera.lifespan import Resources
+from itinera.pagination import K, Page, T
 from itinera.security.principal import Principal
 
 HandlerFn = Callable[..., Awaitable[Response]]
@@ -53,11 +56,11 @@ class Context:
         return principal
 
     @property
-    def uow(self) -> Any:
+    def uow(self) -> UnitOfWork:
         return request_scope.unit_of_work(self.scope)
 
     @property
-    def resources(self) -> Any:
+    def resources(self) -> Resources:
         return request_scope.resources(self.scope)
 
     @property
@@ -72,6 +75,26 @@ class Context:
     @property
     def headers(self) -> Headers:
         return Headers(scope=self.scope)
+
+    def after(self, cursor: str | None, key_type: type[K]) -> K | None:
+        """The sort key a page continues after, from a cursor issued by this route to this org."""
+        if cursor is None:
+            return None
+        return self.resources.cursors.decode(
+            cursor, key_type, route=self._route, org_id=self.principal.org_id
+        )
+
+    def page(self, items: list[T], next_key: uuid.UUID | int | None) -> Page[T]:
+        cursor = None
+        if next_key is not None:
+            cursor = self.resources.cursors.encode(
+                next_key, route=self._route, org_id=self.principal.org_id
+            )
+        return Page(items=items, next_cursor=cursor)
+
+    @property
+    def _route(self) -> str:
+        return request_scope.route_template(self.scope) or ""
 
 
 @dataclass(eq=False)

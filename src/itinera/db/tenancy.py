@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Select, Update, delete, select, update
+from sqlalchemy import ColumnElement, Delete, Row, Select, Update, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from itinera.db.models.base import OrgScoped
 
@@ -37,3 +38,21 @@ class TenantRepository:
 
     def delete_from(self, model: type[OrgScoped]) -> Delete:
         return delete(model).where(self.owned(model))
+
+    async def fetch_page(
+        self,
+        statement: Select[Any],
+        key: InstrumentedAttribute[Any],
+        *,
+        limit: int,
+        after: Any,
+        newest_first: bool = True,
+    ) -> tuple[list[Row[Any]], Any]:
+        """One page in key order; returns the rows and the key to continue after (or None)."""
+        if after is not None:
+            statement = statement.where(key < after if newest_first else key > after)
+        statement = statement.order_by(key.desc() if newest_first else key.asc()).limit(limit + 1)
+        rows = list((await self.session.execute(statement)).all())
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], rows[limit - 1]._mapping[key.key]

@@ -24,7 +24,10 @@ class UnitOfWorkMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = request_scope.principal(scope)
         sessions = request_scope.resources(scope).db.app_sessions
-        uow = UnitOfWork(sessions, principal.org_id if principal else None)
+        if principal is None:
+            uow = UnitOfWork(sessions)
+        else:
+            uow = UnitOfWork(sessions, principal.org_id, user_id=principal.user_id)
         scope[request_scope.UNIT_OF_WORK] = uow
         held: list[Message] = []
         status = 500

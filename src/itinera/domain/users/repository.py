@@ -65,3 +65,11 @@ class UserRepository(TenantRepository):
         )
         row = (await self.session.execute(statement)).first()
         return User(**row._mapping) if row else None
+
+    async def list(
+        self, *, limit: int, after: uuid.UUID | None
+    ) -> tuple[list[User], uuid.UUID | None]:
+        rows, next_key = await self.fetch_page(
+            self.select_from(AppUser, *_COLUMNS), AppUser.id, limit=limit, after=after
+        )
+        return [User(**row._mapping) for row in rows], next_key

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import uuid
+
+from msgspec import UNSET
+from starlette.responses import Response
+
+from itinera.domain.auth.schemas import Me, MeOrg, MeUser
+from itinera.domain.orgs.repository import OrgRepository
+from itinera.domain.users.repository import UserRepository
+from itinera.domain.users.schemas import User, UserCreate, UserUpdate
+from itinera.errors import ConflictError, NotFoundError, PermissionDeniedError
+from itinera.http import JSONResponse
+from itinera.pagination import Page, PageQuery
+from itinera.routing import Api, Context
+from itinera.security.principal import Principal
+
+api = Api(tag="users")
+
+
+def _require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise PermissionDeniedError("only admins manage users")
+
+
+async def _users(ctx: Context) -> UserRepository:
+    return UserRepository(await ctx.uow.session(), ctx.principal.org_id)
+
+
+@api.get("/v1/me", summary="The caller and their org", response=Me)
+async def me(ctx: Context) -> Response:
+    principal = ctx.principal
+    session = await ctx.uow.session()
+    user = await UserRepository(session, principal.org_id).get(principal.user_id)
+    org = await OrgRepository(session).get(principal.org_id)
+    if user is None or org is None:  # pragma: no cover - the unit of work checked the user
+        raise NotFoundError("the user no longer exists")
+    return JSONResponse(
+        Me(
+            user=MeUser(id=user.id, email=user.email, role=user.role),
+            org=MeOrg(id=org.id, slug=org.slug, name=org.name),
+        )
+    )
+
+
+@api.get("/v1/users", summary="List the org's users (admins)", response=Page[User], errors=(403,))
+async def list_users(ctx: Context, query: PageQuery) -> Response:
+    _require_admin(ctx.principal)
+    users, next_key = await (await _users(ctx)).list(
+        limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
+    )
+    return JSONResponse(ctx.page(users, next_key))
+
+
+@api.post(
+    "/v1/users", summary="Create a user (admins)", response=User, status=201, errors=(403, 409)
+)
+async def create_user(ctx: Context, body: UserCreate) -> Response:
+    _require_admin(ctx.principal)
+    password_hash = await ctx.resources.passwords.hash(body.password)
+    user = await (await _users(ctx)).create(body.email, password_hash, body.role)
+    return JSONResponse(user, status_code=201, headers={"Location": f"/v1/users/{user.id}"})
+
+
+@api.get("/v1/users/{id:uuid}", summary="One user (admins)", response=User, errors=(403, 404))
+async def get_user(ctx: Context) -> Response:
+    _require_admin(ctx.principal)
+    user = await (await _users(ctx)).get(ctx.path_id())
+    if user is None:
+        raise NotFoundError("no such user")
+    return JSONResponse(user)
+
+
+@api.patch(
+    "/v1/users/{id:uuid}",
+    summary="Change a user's role or disable them (admins)",
+    response=User,
+    errors=(403, 404, 409),
+)
+async def update_user(ctx: Context, body: UserUpdate) -> Response:
+    principal = ctx.principal
+    _require_admin(principal)
+    user_id = ctx.path_id()
+    changes = {
+        k: v for k, v in (("role", body.role), ("disabled", body.disabled)) if v is not UNSET
+    }
+    demotes_self = changes.get("role", "admin") != "admin" or changes.get("disabled", False)
+    if user_id == principal.user_id and demotes_self:
+        raise ConflictError("admins cannot demote or disable themselves")
+    users = await _users(ctx)
+    user = await users.update(user_id, **changes) if changes else await users.get(user_id)
+    if user is None:
+        raise NotFoundError("no such user")
+    return JSONResponse(user)

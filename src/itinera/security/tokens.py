@@ -1,0 +1,88 @@
+"""Access tokens (HS256 JWTs) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from typing import Literal
+
+import jwt
+import msgspec
+import uuid_utils.compat
+
+from itinera.errors import AuthenticationError
+from itinera.security.principal import Principal
+
+ACCESS_TOKEN_SECONDS = 900
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["sub", "org_id", "role", "iat", "exp", "jti", "iss", "aud"]
+
+
+class AccessClaims(msgspec.Struct, frozen=True):
+    sub: uuid.UUID
+    org_id: uuid.UUID
+    role: Literal["member", "admin"]
+
+
+class AccessTokens:
+    """Issues and verifies access tokens; the algorithm is pinned, ``exp`` and ``iat`` required."""
+
+    def __init__(self, secret: str, *, issuer: str, audience: str) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+
+    def issue(self, principal: Principal, *, now: float | None = None) -> str:
+        issued_at = int(time.time() if now is None else now)
+        claims = {
+            "sub": str(principal.user_id),
+            "org_id": str(principal.org_id),
+            "role": principal.role,
+            "iat": issued_at,
+            "exp": issued_at + ACCESS_TOKEN_SECONDS,
+            "jti": str(uuid_utils.compat.uuid7()),
+            "iss": self._issuer,
+            "aud": self._audience,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+            claims = msgspec.convert(payload, AccessClaims)
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("the access token has expired") from exc
+        except (jwt.InvalidTokenError, msgspec.ValidationError) as exc:
+            raise AuthenticationError("the access token is not valid") from exc
+        return Principal(user_id=claims.sub, org_id=claims.org_id, role=claims.role)
+
+
+def new_refresh_token(org_id: uuid.UUID) -> str:
+    """``<org_id>.<base64url(32 random bytes)>``: the prefix lets a lookup set the tenant first."""
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return f"{org_id}.{secret}"
+
+
+def refresh_token_org(token: str) -> uuid.UUID:
+    prefix, dot, secret = token.partition(".")
+    if not dot or len(secret) != 43:
+        raise AuthenticationError("the refresh token is not valid")
+    try:
+        return uuid.UUID(prefix)
+    except ValueError as exc:
+        raise AuthenticationError("the refresh token is not valid") from exc
+
+
+def token_hash(token: str) -> bytes:
+    """Only this digest is stored."""
+    return hashlib.sha256(token.encode()).digest()
