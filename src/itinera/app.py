@@ -10,7 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from itinera.domain.agent_runs import routes as agent_run_routes
 from itinera.domain.auth import routes as auth_routes
+from itinera.domain.chat import routes as chat_routes
+from itinera.domain.destinations import routes as destination_routes
+from itinera.domain.itineraries import routes as itinerary_routes
+from itinera.domain.knowledge import routes as knowledge_routes
+from itinera.domain.leads import routes as lead_routes
 from itinera.domain.users import routes as user_routes
 from itinera.http import NOT_FOUND, problem_response
 from itinera.lifespan import make_lifespan
@@ -19,7 +25,7 @@ from itinera.middleware.auth import AuthMiddleware
 from itinera.middleware.body_limit import BodyLimitMiddleware
 from itinera.middleware.request_context import RequestContextMiddleware
 from itinera.middleware.unit_of_work import UnitOfWorkMiddleware
-from itinera.ops import health
+from itinera.ops import health, openapi
 from itinera.routing import EndpointApp, Operation, build_routes
 from itinera.settings import Settings
 
@@ -43,7 +49,18 @@ CORS_EXPOSED_HEADERS = [
 
 
 def all_operations() -> list[Operation]:
-    return [*health.api.operations, *auth_routes.api.operations, *user_routes.api.operations]
+    return [
+        *health.api.operations,
+        *auth_routes.api.operations,
+        *user_routes.api.operations,
+        *destination_routes.api.operations,
+        *knowledge_routes.api.operations,
+        *agent_run_routes.api.operations,
+        *itinerary_routes.api.operations,
+        *chat_routes.api.operations,
+        *lead_routes.api.operations,
+        *openapi.api.operations,
+    ]
 
 
 def operation_chain(operation: Operation) -> ASGIApp:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from itinera.db import models as m
 from itinera.db.models import new_id
@@ -90,3 +90,21 @@ async def insert_everywhere(
     )
     ids["idempotency_record"] = user_id
     return ids
+
+
+async def make_destination(engine: AsyncEngine, org_id: uuid.UUID) -> str:
+    """A destination of the org, made directly as the owner; its id as text."""
+    destination_id = new_id()
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(m.Destination).values(
+                org_id=org_id,
+                id=destination_id,
+                slug=f"d-{destination_id.hex[-8:]}",
+                name="Dahab",
+                country="EG",
+                lat=28.5,
+                lon=34.5,
+            )
+        )
+    return str(destination_id)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError
 
-from itinera.errors import DuplicateError, InvalidInputError
+from itinera.errors import DuplicateError, FieldError, InvalidInputError
 
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
@@ -16,6 +16,20 @@ CHECK_VIOLATION = "23514"
 
 def sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
+
+
+def constraint_name(exc: DBAPIError) -> str | None:
+    driver_error = getattr(exc.orig, "__cause__", None)
+    return getattr(driver_error, "constraint_name", None)
+
+
+def _referenced_field(exc: DBAPIError) -> list[FieldError]:
+    """Foreign keys are named ``fk_<table>_org_id_<column>`` (naming convention)."""
+    name = constraint_name(exc) or ""
+    _, sep, column = name.partition("_org_id_")
+    if not sep:
+        return []
+    return [FieldError(detail="no such resource in this org", pointer=f"/{column}")]
 
 
 @contextmanager
@@ -32,7 +46,7 @@ def translate_integrity_errors(
         if code == UNIQUE_VIOLATION:
             raise DuplicateError(duplicate) from exc
         if code == FOREIGN_KEY_VIOLATION:
-            raise InvalidInputError(reference) from exc
+            raise InvalidInputError(reference, _referenced_field(exc)) from exc
         if code == CHECK_VIOLATION:
             raise InvalidInputError(check) from exc
         raise

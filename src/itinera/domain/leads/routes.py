@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from itinera.routing import Api
+
+api = Api(tag="leads")

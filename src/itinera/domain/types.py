@@ -1,0 +1,28 @@
+"""Wire types shared by the aggregates: bounded strings, coordinates, JSON objects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Title = Annotated[str, Meta(min_length=1, max_length=300)]
+LongText = Annotated[str, Meta(max_length=100_000)]
+Slug = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+Latitude = Annotated[float, Meta(ge=-90, le=90)]
+Longitude = Annotated[float, Meta(ge=-180, le=180)]
+# Free-form objects (metadata, profiles, plans): at most 100 top-level keys;
+# the body-size limit bounds the rest.
+JsonObject = Annotated[dict[str, Any], Meta(max_length=100)]
+
+
+def changes_of(update: msgspec.Struct, **renames: str) -> dict[str, Any]:
+    """The fields a PATCH body sets (absent fields are UNSET), keyed by column attribute."""
+    return {
+        renames.get(name, name): value
+        for name in update.__struct_fields__
+        if (value := getattr(update, name)) is not UNSET
+    }

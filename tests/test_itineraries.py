@@ -1,0 +1,255 @@
+"""Itineraries: ETags, conditional writes, lists and their filters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.http import assert_problem, with_key
+from tests.support.rows import make_destination
+from tests.support.tenants import Account, Tenant
+
+TRIP = {"title": "Red Sea week", "start_date": "2027-03-01", "end_date": "2027-03-08"}
+
+
+async def create(client: httpx.AsyncClient, account: Account, **fields: Any) -> httpx.Response:
+    return await client.post("/v1/itineraries", json=TRIP | fields, headers=with_key(account))
+
+
+async def test_create_answers_201_with_location_and_etag(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await create(client, tenant.member, data={"days": [{"items": ["dive"]}]})
+    assert response.status_code == 201
+    body = response.json()
+    assert response.headers["location"] == f"/v1/itineraries/{body['id']}"
+    assert response.headers["etag"] == '"1"'
+    assert body["version"] == 1
+    assert body["status"] == "draft"
+    assert body["created_by"] == str(tenant.member.user_id)
+    assert body["data"] == {"days": [{"items": ["dive"]}]}
+    assert body["created_at"].endswith("Z")
+    fetched = await client.get(response.headers["location"], headers=tenant.admin.headers)
+    assert fetched.status_code == 200
+    assert fetched.json() == body
+    assert fetched.headers["etag"] == '"1"'
+
+
+async def test_get_honours_if_none_match(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = (await create(client, tenant.member)).headers["location"]
+    same = await client.get(url, headers={**tenant.member.headers, "If-None-Match": '"1"'})
+    assert same.status_code == 304
+    assert same.headers["etag"] == '"1"'
+    assert same.content == b""
+    other = await client.get(url, headers={**tenant.member.headers, "If-None-Match": '"7"'})
+    assert other.status_code == 200
+
+
+async def test_put_replaces_and_bumps_the_version(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = (await create(client, tenant.member, data={"a": 1})).headers["location"]
+    replaced = await client.put(
+        url,
+        json={**TRIP, "title": "Longer week", "end_date": "2027-03-10", "status": "final"},
+        headers={**tenant.member.headers, "If-Match": '"1"'},
+    )
+    assert replaced.status_code == 200
+    body = replaced.json()
+    assert (body["title"], body["status"], body["version"], body["data"]) == (
+        "Longer week",
+        "final",
+        2,
+        {},
+    )
+    assert replaced.headers["etag"] == '"2"'
+
+
+async def test_patch_changes_only_what_it_names(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = (await create(client, tenant.member, data={"a": 1})).headers["location"]
+    patched = await client.patch(
+        url, json={"status": "final"}, headers={**tenant.member.headers, "If-Match": '"1"'}
+    )
+    assert patched.status_code == 200
+    body = patched.json()
+    assert (body["status"], body["title"], body["data"], body["version"]) == (
+        "final",
+        TRIP["title"],
+        {"a": 1},
+        2,
+    )
+
+
+async def test_patch_null_clears_a_nullable_reference(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    destination = await make_destination(owner_engine, tenant.org_id)
+    url = (await create(client, tenant.member, destination_id=destination)).headers["location"]
+    patched = await client.patch(
+        url, json={"destination_id": None}, headers={**tenant.member.headers, "If-Match": '"1"'}
+    )
+    assert patched.json()["destination_id"] is None
+
+
+async def test_writes_need_if_match(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = (await create(client, tenant.member)).headers["location"]
+    for if_match in (None, "*"):
+        headers = dict(tenant.member.headers)
+        if if_match:
+            headers["If-Match"] = if_match
+        missing = await client.patch(url, json={"title": "x"}, headers=headers)
+        assert_problem(missing, 428, "/problems/precondition-required")
+    for stale in ('"2"', 'W/"1"', "1", '"abc"'):
+        refused = await client.put(
+            url, json=TRIP, headers={**tenant.member.headers, "If-Match": stale}
+        )
+        assert_problem(refused, 412, "/problems/precondition-failed")
+    unchanged = await client.get(url, headers=tenant.member.headers)
+    assert unchanged.json()["version"] == 1
+
+
+async def test_concurrent_writers_of_one_version_cannot_both_win(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = (await create(client, tenant.member)).headers["location"]
+    headers = {**tenant.member.headers, "If-Match": '"1"'}
+    answers = await asyncio.gather(
+        *(
+            client.put(url, json={**TRIP, "title": f"writer {n}"}, headers=headers)
+            for n in range(20)
+        )
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] + [412] * 19
+    winner = next(answer for answer in answers if answer.status_code == 200).json()
+    final = (await client.get(url, headers=tenant.member.headers)).json()
+    assert (final["version"], final["title"]) == (2, winner["title"])
+
+
+async def test_delete_honours_if_match_when_sent(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = (await create(client, tenant.member)).headers["location"]
+    stale = await client.delete(url, headers={**tenant.member.headers, "If-Match": '"9"'})
+    assert_problem(stale, 412)
+    gone = await client.delete(url, headers={**tenant.member.headers, "If-Match": '"1"'})
+    assert gone.status_code == 204
+    assert_problem(await client.get(url, headers=tenant.member.headers), 404, "/problems/not-found")
+    again = await client.delete(url, headers=tenant.member.headers)
+    assert_problem(again, 404)
+
+
+async def test_conditional_write_to_a_missing_itinerary_is_404(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = f"/v1/itineraries/{uuid.uuid4()}"
+    response = await client.put(
+        url, json=TRIP, headers={**tenant.member.headers, "If-Match": '"1"'}
+    )
+    assert_problem(response, 404)
+
+
+@pytest.mark.parametrize(
+    ("fields", "pointer"),
+    [
+        ({"start_date": "2027-03-09"}, "/end_date"),
+        ({"status": "archived"}, "/status"),
+        ({"title": ""}, "/title"),
+        ({"title": "x" * 301}, "/title"),
+        ({"start_date": "2027-02-30"}, "/start_date"),
+        ({"surprise": True}, "/surprise"),
+        ({"data": [1, 2]}, "/data"),
+    ],
+)
+async def test_invalid_bodies_are_422_with_a_pointer(
+    client: httpx.AsyncClient, tenant: Tenant, fields: dict[str, Any], pointer: str
+) -> None:
+    body = assert_problem(
+        await create(client, tenant.member, **fields), 422, "/problems/validation"
+    )
+    assert body["errors"][0]["pointer"] == pointer
+
+
+async def test_missing_field_is_422(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.post(
+        "/v1/itineraries", json={"title": "no dates"}, headers=with_key(tenant.member)
+    )
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["pointer"] == "/start_date"
+
+
+async def test_patch_breaking_the_date_rule_with_one_date_is_422(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = (await create(client, tenant.member)).headers["location"]
+    response = await client.patch(
+        url, json={"end_date": "2027-02-01"}, headers={**tenant.member.headers, "If-Match": '"1"'}
+    )
+    assert_problem(response, 422)
+    assert (await client.get(url, headers=tenant.member.headers)).json()["version"] == 1
+
+
+async def test_references_must_exist_in_the_callers_org(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    foreign = await make_destination(owner_engine, other_tenant.org_id)
+    for destination in (foreign, str(uuid.uuid4())):
+        response = await create(client, tenant.member, destination_id=destination)
+        body = assert_problem(response, 422)
+        assert body["errors"][0]["pointer"] == "/destination_id"
+
+
+async def test_another_orgs_itinerary_is_not_found(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    url = (await create(client, tenant.member)).headers["location"]
+    stranger = other_tenant.admin.headers
+    assert_problem(await client.get(url, headers=stranger), 404)
+    assert_problem(await client.put(url, json=TRIP, headers={**stranger, "If-Match": '"1"'}), 404)
+    assert_problem(await client.patch(url, json={}, headers={**stranger, "If-Match": '"1"'}), 404)
+    assert_problem(await client.delete(url, headers=stranger), 404)
+    assert (await client.get(url, headers=tenant.member.headers)).status_code == 200
+
+
+async def test_list_filters_by_user_and_status_newest_first(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    mine = [(await create(client, tenant.member, title=f"m{n}")).json()["id"] for n in range(3)]
+    theirs = (await create(client, tenant.admin, status="final")).json()["id"]
+    everything = await client.get("/v1/itineraries", headers=tenant.member.headers)
+    assert [i["id"] for i in everything.json()["items"]] == [theirs, *reversed(mine)]
+    by_user = await client.get(
+        "/v1/itineraries",
+        params={"user_id": str(tenant.member.user_id)},
+        headers=tenant.admin.headers,
+    )
+    assert [i["id"] for i in by_user.json()["items"]] == list(reversed(mine))
+    finals = await client.get(
+        "/v1/itineraries", params={"status": "final"}, headers=tenant.admin.headers
+    )
+    assert [i["id"] for i in finals.json()["items"]] == [theirs]
+    paged = await client.get("/v1/itineraries", params={"limit": "2"}, headers=tenant.admin.headers)
+    assert len(paged.json()["items"]) == 2
+    rest = await client.get(
+        "/v1/itineraries",
+        params={"limit": "2", "cursor": paged.json()["next_cursor"]},
+        headers=tenant.admin.headers,
+    )
+    assert [i["id"] for i in rest.json()["items"]] == list(reversed(mine))[1:]
+    assert rest.json()["next_cursor"] is None
+
+
+async def test_a_cursor_of_another_route_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await create(client, tenant.member)
+    await create(client, tenant.member)
+    users = await client.get("/v1/users", params={"limit": "1"}, headers=tenant.admin.headers)
+    cursor = users.json()["next_cursor"]
+    response = await client.get(
+        "/v1/itineraries", params={"cursor": cursor}, headers=tenant.admin.headers
+    )
+    assert_problem(response, 400, "/problems/malformed")
