@@ -1,5 +1,76 @@
 from __future__ import annotations
 
-from itinera.routing import Api
+from starlette.responses import Response
+
+from itinera.domain.knowledge.repository import KnowledgeRepository
+from itinera.domain.knowledge.schemas import (
+    KnowledgeCreate,
+    KnowledgeItem,
+    SearchRequest,
+    SearchResponse,
+)
+from itinera.domain.knowledge.search import KnowledgeSearch
+from itinera.domain.knowledge.vectors import vector_errors
+from itinera.errors import InvalidInputError, NotFoundError
+from itinera.http import JSONResponse
+from itinera.routing import Api, Context, Idempotency
 
 api = Api(tag="knowledge")
+
+
+async def _repository(ctx: Context) -> KnowledgeRepository:
+    return KnowledgeRepository(await ctx.uow.session(), ctx.principal.org_id)
+
+
+@api.post(
+    "/v1/knowledge",
+    summary="Ingest an item with its chunks; known content answers 200 with the stored item",
+    response=KnowledgeItem,
+    status=201,
+)
+async def ingest_knowledge(ctx: Context, body: KnowledgeCreate) -> Response:
+    dim = ctx.resources.settings.embedding_dim
+    vectors = [
+        (f"/chunks/{index}/vector", chunk.vector)
+        for index, chunk in enumerate(body.chunks or [])
+        if chunk.vector is not None
+    ]
+    if problems := vector_errors(vectors, dim):
+        raise InvalidInputError("some chunk vectors cannot be used", problems)
+    item, created = await (await _repository(ctx)).ingest(body)
+    location = {"Location": f"/v1/knowledge/{item.id}"}
+    return JSONResponse(item, status_code=201 if created else 200, headers=location)
+
+
+@api.get("/v1/knowledge/{id:uuid}", summary="One item and its chunks", response=KnowledgeItem)
+async def get_knowledge(ctx: Context) -> Response:
+    item = await (await _repository(ctx)).get(ctx.path_id())
+    if item is None:
+        raise NotFoundError("no such knowledge item")
+    return JSONResponse(item)
+
+
+@api.delete("/v1/knowledge/{id:uuid}", summary="Delete an item and its chunks")
+async def delete_knowledge(ctx: Context) -> Response:
+    if not await (await _repository(ctx)).delete(ctx.path_id()):
+        raise NotFoundError("no such knowledge item")
+    return Response(status_code=204)
+
+
+@api.post(
+    "/v1/knowledge/search",
+    summary="Vector, full-text or hybrid (RRF) search over the org's chunks",
+    response=SearchResponse,
+    idempotency=Idempotency.NONE,
+)
+async def search_knowledge(ctx: Context, body: SearchRequest) -> Response:
+    if body.query_text is None and body.query_vector is None:
+        raise InvalidInputError("send query_text, query_vector or both")
+    if body.query_vector is not None and (
+        problems := vector_errors(
+            [("/query_vector", body.query_vector)], ctx.resources.settings.embedding_dim
+        )
+    ):
+        raise InvalidInputError("the query vector cannot be used", problems)
+    search = await KnowledgeSearch.open(ctx.uow, ctx.principal.org_id, body.k)
+    return JSONResponse(SearchResponse(results=await search.search(body)))

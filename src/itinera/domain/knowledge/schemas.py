@@ -1,0 +1,86 @@
+"""Knowledge items, their chunks, and retrieval on the wire. Vectors go in, never out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from itinera.domain.types import JsonObject
+
+Source = Annotated[str, Meta(min_length=1, max_length=2048)]
+ItemTitle = Annotated[str, Meta(min_length=1, max_length=500)]
+# Bounded well below PostgreSQL's 1 MB tsvector limit.
+Body = Annotated[str, Meta(min_length=1, max_length=200_000)]
+ChunkText = Annotated[str, Meta(min_length=1, max_length=20_000)]
+ModelName = Annotated[str, Meta(min_length=1, max_length=200)]
+Vector = Annotated[list[float], Meta(min_length=1, max_length=2000)]
+QueryText = Annotated[str, Meta(min_length=1, max_length=2000)]
+
+
+class ChunkIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    text: ChunkText
+    vector: Vector | None = None
+    model: ModelName | None = None
+
+
+class KnowledgeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    source: Source
+    title: ItemTitle
+    body: Body
+    metadata: JsonObject = msgspec.field(default_factory=dict)
+    destination_id: uuid.UUID | None = None
+    chunks: Annotated[list[ChunkIn], Meta(min_length=1, max_length=1000)] | None = None
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    chunk_index: int
+    text: str
+    model: str | None
+    has_vector: bool
+
+
+class KnowledgeItem(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    source: str
+    title: str
+    body: str
+    metadata: dict[str, object]
+    destination_id: uuid.UUID | None
+    content_hash: str
+    chunks: list[Chunk]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    query_text: QueryText | None = None
+    query_vector: Vector | None = None
+    k: Annotated[int, Meta(ge=1, le=100)] = 10
+    min_similarity: Annotated[float, Meta(ge=-1, le=1)] | None = None
+    destination_id: uuid.UUID | None = None
+    model: ModelName | None = None
+
+    @property
+    def mode(self) -> Literal["vector", "text", "hybrid"]:
+        if self.query_vector is not None and self.query_text is not None:
+            return "hybrid"
+        return "vector" if self.query_vector is not None else "text"
+
+
+class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
+    item_id: uuid.UUID
+    chunk_id: uuid.UUID
+    chunk_index: int
+    chunk_text: str
+    score: float
+    title: str
+    source: str
+
+
+class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):
+    results: list[SearchResult]
