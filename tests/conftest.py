@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,8 +41,6 @@ async def database(postgres: PostgresServer) -> AsyncIterator[ScratchDatabase]:
 
 
 async def _loosen_durability(postgres: PostgresServer) -> None:
-    import asyncpg
-
     conn = await asyncpg.connect(postgres.superuser_dsn)
     try:
         for name, value in FAST_AND_LOOSE.items():
@@ -49,6 +48,16 @@ async def _loosen_durability(postgres: PostgresServer) -> None:
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def superuser(
+    postgres: PostgresServer, database: ScratchDatabase
+) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the suite's database (to watch and kill backends)."""
+    conn = await asyncpg.connect(postgres.dsn(database.name))
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +94,11 @@ async def tenant(owner_engine: AsyncEngine, settings: Settings) -> Tenant:
 @pytest.fixture
 async def other_tenant(owner_engine: AsyncEngine, settings: Settings) -> Tenant:
     return await make_tenant(owner_engine, settings)
+
+
+@pytest.fixture
+async def superuser_of(postgres: PostgresServer) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the server's maintenance database."""
+    conn = await asyncpg.connect(postgres.superuser_dsn)
+    yield conn
+    await conn.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,10 +25,12 @@ from itinera.lifespan import make_lifespan
 from itinera.metrics import Metrics
 from itinera.middleware.auth import AuthMiddleware
 from itinera.middleware.body_limit import BodyLimitMiddleware
+from itinera.middleware.idempotency import IdempotencyMiddleware
+from itinera.middleware.rate_limit import RateLimitMiddleware, per_user
 from itinera.middleware.request_context import RequestContextMiddleware
 from itinera.middleware.unit_of_work import UnitOfWorkMiddleware
 from itinera.ops import health, openapi
-from itinera.routing import EndpointApp, Operation, build_routes
+from itinera.routing import EndpointApp, Idempotency, Operation, build_routes
 from itinera.settings import Settings
 
 CORS_ALLOWED_HEADERS = [
@@ -64,10 +68,19 @@ def all_operations() -> list[Operation]:
 
 
 def operation_chain(operation: Operation) -> ASGIApp:
-    """The per-route layers, innermost first."""
+    """The per-route layers, innermost first: auth ▸ rate limit ▸ unit of work ▸ idempotency."""
     app: ASGIApp = EndpointApp(operation)
+    if operation.idempotency is not Idempotency.NONE:
+        if operation.public:
+            raise ValueError(f"{operation.path}: idempotency needs an authenticated route")
+        app = IdempotencyMiddleware(app, required=operation.idempotency is Idempotency.REQUIRED)
     if operation.uses_database:
         app = UnitOfWorkMiddleware(app)
+    if operation.bucket is not None:
+        rule = per_user(operation.bucket) if isinstance(operation.bucket, str) else operation.bucket
+        if operation.public and isinstance(operation.bucket, str):
+            raise ValueError(f"{operation.path}: a public route needs a bucket rule, not a name")
+        app = RateLimitMiddleware(app, rule)
     if not operation.public:
         app = AuthMiddleware(app)
     return app
@@ -80,8 +93,11 @@ async def http_exception_problem(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, exc.detail, type=problem_type, headers=exc.headers)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the service for settings whose server URLs and secret are resolved."""
+def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -> Starlette:
+    """Build the service for settings whose server URLs and secret are resolved.
+
+    ``extra_operations`` are served beside the API (tests use it for probes).
+    """
     metrics = Metrics()
     middleware = [Middleware(RequestContextMiddleware, metrics=metrics)]
     if settings.cors_origins:
@@ -97,7 +113,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     middleware.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
     return Starlette(
-        routes=build_routes(all_operations(), operation_chain),
+        routes=build_routes([*all_operations(), *extra_operations], operation_chain),
         middleware=middleware,
         exception_handlers={HTTPException: http_exception_problem},
         lifespan=make_lifespan(settings, metrics),

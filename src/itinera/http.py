@@ -66,6 +66,10 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 encoder = msgspec.json.Encoder()
 
+# What decoding a hostile body can raise besides a validation error: not JSON,
+# not UTF-8 inside a string, nested past the decoder's depth.
+UNDECODABLE: tuple[type[Exception], ...] = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 
 class JSONResponse(Response):
     """A response whose content is encoded by msgspec (Structs, dicts, lists)."""

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 import msgspec
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
+from itinera.db.errors import domain_error
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.errors import AuthenticationError, FieldError, InvalidInputError, ItineraError
-from itinera.http import MALFORMED, error_response, problem_response
+from itinera.http import MALFORMED, UNDECODABLE, error_response, problem_response
 from itinera.lifespan import Resources
 from itinera.pagination import K, Page, T
 from itinera.security.principal import Principal
@@ -107,7 +109,8 @@ class Operation:
     response: Any = None
     status: int = 200
     public: bool = False
-    bucket: str | None = "crud"
+    # A policy name (per user), a rule picking policy and key, or None (not limited).
+    bucket: str | Callable[[Scope], tuple[str, str]] | None = "crud"
     idempotency: Idempotency = Idempotency.NONE
     uses_database: bool = True
     errors: tuple[int, ...] = ()
@@ -130,13 +133,18 @@ class Operation:
         assert self._body_decoder is not None
         raw = request_scope.body(scope)
         try:
-            return self._body_decoder.decode(raw)
+            body = self._body_decoder.decode(raw)
         except msgspec.ValidationError as exc:
             raise InvalidInputError(
                 "the body does not match the schema", [_field_error(str(exc), "pointer")]
             ) from exc
-        except msgspec.DecodeError as exc:
+        except UNDECODABLE as exc:
             raise _MalformedBody(f"the body is not valid JSON: {exc}") from exc
+        # JSON can carry NUL only as the escape \u0000, which PostgreSQL cannot
+        # store in text or jsonb: look for it (rarely) and point at where it is.
+        if b"\\u0000" in raw and (pointer := _nul_pointer(body)) is not None:
+            raise InvalidInputError.at(pointer, "text must not contain NUL characters")
+        return body
 
     def decode_query(self, scope: Scope) -> Any:
         params = dict(_query_pairs(scope))
@@ -216,6 +224,12 @@ class EndpointApp:
             response = problem_response(400, exc.detail, type=MALFORMED)
         except ItineraError as exc:
             response = error_response(exc)
+        except DBAPIError as exc:
+            # A statement the handler did not guard still failed on the input.
+            error = domain_error(exc)
+            if error is None:
+                raise
+            response = error_response(error)
         await response(scope, receive, send)
 
 
@@ -265,6 +279,33 @@ def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
 
     query_string = scope.get("query_string", b"").decode("latin-1")
     return parse_qsl(query_string, keep_blank_values=True)
+
+
+def _nul_pointer(body: Any) -> str | None:
+    """The JSON pointer of the first string (or key) holding a NUL character, if any.
+
+    A loop rather than a recursion: the deepest document the decoder accepted
+    cannot overflow it.
+    """
+    pending: list[tuple[str, object]] = [
+        (f"/{name}", getattr(body, name)) for name in getattr(body, "__struct_fields__", ())
+    ]
+    while pending:
+        pointer, value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return pointer
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    return pointer
+                pending.append((f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}", item))
+        elif isinstance(value, list | tuple):
+            pending.extend((f"{pointer}/{index}", item) for index, item in enumerate(value))
+        elif isinstance(value, msgspec.Struct):
+            pending.extend(
+                (f"{pointer}/{name}", getattr(value, name)) for name in value.__struct_fields__
+            )
+    return None
 
 
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")

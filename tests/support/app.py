@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -10,12 +10,15 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from itinera.app import create_app
+from itinera.routing import Operation
 from itinera.settings import Settings
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: Starlette = create_app(settings)
+async def running_app(
+    settings: Settings, extra_operations: Sequence[Operation] = ()
+) -> AsyncIterator[httpx.AsyncClient]:
+    app: Starlette = create_app(settings, extra_operations)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

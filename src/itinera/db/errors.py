@@ -7,11 +7,16 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError
 
-from itinera.errors import DuplicateError, FieldError, InvalidInputError
+from itinera.errors import DuplicateError, FieldError, InvalidInputError, ItineraError
 
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
 CHECK_VIOLATION = "23514"
+# Values PostgreSQL cannot store as given: class 22 (data exception: NUL in
+# text, numbers out of range, ...) and 54 (a program limit, e.g. a tsvector
+# past 1 MB). Both are about the input, not the service.
+DATA_EXCEPTION_CLASS = "22"
+PROGRAM_LIMIT_CLASS = "54"
 
 
 def sqlstate(exc: DBAPIError) -> str | None:
@@ -32,6 +37,28 @@ def _referenced_field(exc: DBAPIError) -> list[FieldError]:
     return [FieldError(detail="no such resource in this org", pointer=f"/{column}")]
 
 
+def domain_error(
+    exc: DBAPIError,
+    *,
+    duplicate: str = "a resource with these values already exists",
+    reference: str = "a referenced resource does not exist",
+    check: str = "the values break a rule",
+) -> ItineraError | None:
+    """The domain error an input-caused database error stands for; None for any other."""
+    code = sqlstate(exc) or ""
+    if code == UNIQUE_VIOLATION:
+        return DuplicateError(duplicate)
+    if code == FOREIGN_KEY_VIOLATION:
+        return InvalidInputError(reference, _referenced_field(exc))
+    if code == CHECK_VIOLATION:
+        return InvalidInputError(check)
+    if code.startswith(DATA_EXCEPTION_CLASS):
+        return InvalidInputError("a value cannot be stored (e.g. a NUL character in text)")
+    if code.startswith(PROGRAM_LIMIT_CLASS):
+        return InvalidInputError("a value is too large to store or index")
+    return None
+
+
 @contextmanager
 def translate_integrity_errors(
     *,
@@ -39,14 +66,11 @@ def translate_integrity_errors(
     reference: str = "a referenced resource does not exist",
     check: str = "the values break a rule",
 ) -> Iterator[None]:
+    """Raise the domain error of a database error the input caused, with these messages."""
     try:
         yield
     except DBAPIError as exc:
-        code = sqlstate(exc)
-        if code == UNIQUE_VIOLATION:
-            raise DuplicateError(duplicate) from exc
-        if code == FOREIGN_KEY_VIOLATION:
-            raise InvalidInputError(reference, _referenced_field(exc)) from exc
-        if code == CHECK_VIOLATION:
-            raise InvalidInputError(check) from exc
-        raise
+        error = domain_error(exc, duplicate=duplicate, reference=reference, check=check)
+        if error is None:
+            raise
+        raise error from exc

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from itinera.domain.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from itinera.domain.auth.service import AuthService
 from itinera.http import JSONResponse
+from itinera.middleware.rate_limit import login_bucket, refresh_bucket
 from itinera.routing import Api, Context, Idempotency
 
 api = Api(tag="auth")
@@ -27,7 +28,7 @@ def _service(ctx: Context) -> AuthService:
     summary="Exchange org, email and password for an access and a refresh token",
     response=TokenPair,
     public=True,
-    bucket="auth",
+    bucket=login_bucket,
     idempotency=Idempotency.NONE,
     errors=(401,),
 )
@@ -41,7 +42,7 @@ async def login(ctx: Context, body: LoginRequest) -> Response:
     summary="Rotate a refresh token; a reused one revokes its whole family",
     response=TokenPair,
     public=True,
-    bucket="auth",
+    bucket=refresh_bucket,
     idempotency=Idempotency.NONE,
     errors=(401,),
 )

@@ -1,0 +1,123 @@
+"""Idempotency keys: their form, the request fingerprint, and the stored responses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode
+
+import msgspec
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from starlette.types import Scope
+
+from itinera import scope as request_scope
+from itinera.db.models import IdempotencyRecord
+from itinera.db.tenancy import TenantRepository
+from itinera.errors import MalformedInputError
+from itinera.http import UNDECODABLE
+
+KEY_FORM = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII
+STORED_HEADERS = frozenset({b"content-type", b"location", b"etag"})
+# Answers that depend on the moment, not on the request, are never replayed.
+NEVER_STORED = frozenset({401, 403, 409, 412, 428, 429})
+
+_sorted_json = msgspec.json.Encoder(order="sorted")
+
+
+def parse_key(header: str | None) -> str | None:
+    """The key of an ``Idempotency-Key`` header; the quoted form ``"k"`` is the key ``k``."""
+    if header is None:
+        return None
+    key = header.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not KEY_FORM.fullmatch(key) or '"' in key:
+        raise MalformedInputError("Idempotency-Key must be 1-255 visible ASCII characters")
+    return key
+
+
+def fingerprint(scope: Scope) -> bytes:
+    """Method, path, sorted query, If-Match and the body as canonical JSON (else raw bytes)."""
+    body = request_scope.body(scope)
+    try:
+        canonical = _sorted_json.encode(msgspec.json.decode(body)) if body else b""
+    except UNDECODABLE:
+        canonical = body
+    query = urlencode(sorted(parse_qsl(scope.get("query_string", b"").decode("latin-1"))))
+    if_match = request_scope.header(scope, b"if-match") or ""
+    digest = hashlib.sha256()
+    for part in (scope["method"], scope["path"], query, if_match):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    digest.update(canonical)
+    return digest.digest()
+
+
+def lock_id(org_id: uuid.UUID, user_id: uuid.UUID, key: str) -> int:
+    """The 64-bit advisory-lock key of (org, user, key)."""
+    digest = hashlib.sha256(org_id.bytes + user_id.bytes + key.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def should_store(status: int) -> bool:
+    return 200 <= status < 300 or (400 <= status < 500 and status not in NEVER_STORED)
+
+
+class StoredResponse(msgspec.Struct, frozen=True):
+    status: int
+    headers: dict[str, str]  # only STORED_HEADERS, by lower-case name
+    body: bytes
+
+
+class IdempotencyRecords(TenantRepository):
+    async def find(self, user_id: uuid.UUID, key: str) -> tuple[bytes, StoredResponse] | None:
+        """The live record of the key; an expired one counts as absent."""
+        statement = self.select_from(
+            IdempotencyRecord,
+            IdempotencyRecord.fingerprint,
+            IdempotencyRecord.status,
+            IdempotencyRecord.headers,
+            IdempotencyRecord.body,
+        ).where(
+            IdempotencyRecord.user_id == user_id,
+            IdempotencyRecord.key == key,
+            IdempotencyRecord.expires_at > func.now(),
+        )
+        row = (await self.session.execute(statement)).first()
+        if row is None:
+            return None
+        return row.fingerprint, StoredResponse(row.status, row.headers, row.body)
+
+    async def store(
+        self,
+        user_id: uuid.UUID,
+        key: str,
+        request_fingerprint: bytes,
+        response: StoredResponse,
+        ttl: timedelta,
+    ) -> None:
+        values = {
+            "fingerprint": request_fingerprint,
+            "status": response.status,
+            "headers": response.headers,
+            "body": response.body,
+            "created_at": func.now(),
+            "expires_at": func.now() + ttl,
+        }
+        # An expired record of the same key may still be there (sweeps only
+        # reclaim space): the caller holds the key's lock, so overwrite it.
+        statement = pg_insert(IdempotencyRecord).values(
+            org_id=self.org_id, user_id=user_id, key=key, **values
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                IdempotencyRecord.org_id,
+                IdempotencyRecord.user_id,
+                IdempotencyRecord.key,
+            ],
+            set_={name: getattr(statement.excluded, name) for name in values},
+        )
+        await self.session.execute(statement)
