@@ -1,0 +1,108 @@
+"""Destinations and their dive sites on the wire."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from itinera.domain.types import (
+    CountryCode,
+    JsonObject,
+    Latitude,
+    Longitude,
+    LongText,
+    Name,
+    Slug,
+)
+
+# Read once: listing the zone database walks the filesystem.
+KNOWN_TIMEZONES = frozenset(zoneinfo.available_timezones())
+
+Timezone = Annotated[
+    str, Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Africa/Cairo"])
+]
+# Bounded above so no number decodes to infinity (which JSON cannot answer back);
+# the deepest point of any ocean is under 11 km.
+Depth = Annotated[float, Meta(ge=0, le=11_000, description="metres below the surface")]
+Certification = Annotated[str, Meta(min_length=1, max_length=100, examples=["PADI Advanced"])]
+Difficulty = Literal["beginner", "intermediate", "advanced"]
+
+
+class Destination(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    slug: str
+    name: str
+    country: str
+    lat: float
+    lon: float
+    timezone: str | None
+    description: str
+    metadata: dict[str, object]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DestinationCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    slug: Slug
+    name: Name
+    country: CountryCode
+    lat: Latitude
+    lon: Longitude
+    timezone: Timezone | None = None
+    description: LongText = ""
+    metadata: JsonObject = msgspec.field(default_factory=dict)
+
+
+class DestinationUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    slug: Slug | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+    country: CountryCode | UnsetType = UNSET
+    lat: Latitude | UnsetType = UNSET
+    lon: Longitude | UnsetType = UNSET
+    timezone: Timezone | UnsetType | None = UNSET
+    description: LongText | UnsetType = UNSET
+    metadata: JsonObject | UnsetType = UNSET
+
+
+class DiveSite(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    destination_id: uuid.UUID
+    name: str
+    min_depth_m: float
+    max_depth_m: float
+    difficulty: Difficulty
+    min_certification: str | None
+    lat: float
+    lon: float
+    metadata: dict[str, object]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DiveSiteCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The destination comes from the path it is posted under."""
+
+    name: Name
+    min_depth_m: Depth
+    max_depth_m: Depth
+    difficulty: Difficulty
+    min_certification: Certification | None = None
+    lat: Latitude
+    lon: Longitude
+    metadata: JsonObject = msgspec.field(default_factory=dict)
+
+
+class DiveSiteUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    min_depth_m: Depth | UnsetType = UNSET
+    max_depth_m: Depth | UnsetType = UNSET
+    difficulty: Difficulty | UnsetType = UNSET
+    min_certification: Certification | UnsetType | None = UNSET
+    lat: Latitude | UnsetType = UNSET
+    lon: Longitude | UnsetType = UNSET
+    metadata: JsonObject | UnsetType = UNSET
