@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     user_parser.add_argument("--password", required=True)
     user_parser.add_argument("--admin", action="store_true", help="give the admin role")
     user_parser.set_defaults(run=create_user)
+
+    sweep_parser = commands.add_parser("sweep", help="run every retention policy once")
+    sweep_parser.add_argument(
+        "--dry-run", action="store_true", help="only count what each policy would delete"
+    )
+    sweep_parser.set_defaults(run=sweep)
     return parser
 
 
@@ -154,6 +160,37 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
         return await UserRepository(session, org.id).create(args.email, password_hash, role)
 
     _print(_run_as_owner(settings, run))
+    return 0
+
+
+def sweep(settings: Settings, args: argparse.Namespace) -> int:
+    from itinera.retention.policies import policies
+    from itinera.retention.sweeper import SweepReport, count_stale
+    from itinera.retention.sweeper import sweep as sweep_policy
+
+    async def run(resolved: Settings) -> list[SweepReport]:
+        assert resolved.admin_database_url is not None
+        engine = create_engine(
+            resolved.admin_database_url, resolved, application_name="itinera-cli", pool_size=1
+        )
+        sessions = session_factory(engine)
+        try:
+            if args.dry_run:
+                return [await count_stale(sessions, p) for p in policies(resolved)]
+            return [
+                await sweep_policy(sessions, p, resolved.sweep_batch_size)
+                for p in policies(resolved)
+            ]
+        finally:
+            await engine.dispose()
+
+    with embedded_servers(settings, redis=False) as resolved:
+        reports = asyncio.run(run(resolved))
+    verb = "would delete" if args.dry_run else "deleted"
+    for report in reports:
+        steps = ", ".join(f"{rows} {step}" for step, rows in report.rows.items())
+        note = " (skipped: another process is sweeping it)" if report.skipped else ""
+        print(f"{report.policy}: {verb} {steps}{note}")
     return 0
 
 

@@ -6,9 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -18,6 +20,9 @@ from itinera.db.engine import Database
 from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_schema, observe_schema
 from itinera.metrics import Metrics
 from itinera.pagination import CursorCodec
+from itinera.ratelimit import RateLimiter
+from itinera.retention.policies import policies
+from itinera.retention.sweeper import run_sweeper
 from itinera.security.passwords import PasswordHasher
 from itinera.security.tokens import AccessTokens
 from itinera.settings import Settings
@@ -37,6 +42,7 @@ class Resources:
     passwords: PasswordHasher
     tokens: AccessTokens
     cursors: CursorCodec
+    limiter: RateLimiter
 
 
 def open_redis(settings: Settings) -> Redis:
@@ -66,6 +72,23 @@ async def refuse_wrong_dimension(db: Database, schema: ExpectedSchema) -> None:
         )
 
 
+async def start_sweepers(
+    background: TaskGroup, db: Database, settings: Settings, metrics: Metrics
+) -> None:
+    """One sweeper per retention policy, on the owner role, across all tenants."""
+    for policy in policies(settings):
+        await background.start(
+            partial(
+                run_sweeper,
+                db.owner_sessions,
+                policy,
+                interval_seconds=settings.sweep_interval_seconds,
+                batch_size=settings.sweep_batch_size,
+                metrics=metrics,
+            )
+        )
+
+
 def make_lifespan(
     settings: Settings, metrics: Metrics
 ) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Any]]]:
@@ -90,9 +113,13 @@ def make_lifespan(
                     secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
                 ),
                 cursors=CursorCodec(secret),
+                limiter=RateLimiter(redis, settings),
             )
             async with anyio.create_task_group() as background:
+                if settings.sweepers_enabled:
+                    await start_sweepers(background, db, settings, metrics)
                 yield {"resources": resources}
+                # Stopping mid-batch is safe: a batch is one transaction.
                 background.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

@@ -23,6 +23,50 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.rate_limits = Counter(
+            "itinera_rate_limit_decisions_total",
+            "Rate-limit decisions by bucket and outcome (allowed, denied, unavailable).",
+            ["bucket", "outcome"],
+            registry=self.registry,
+        )
+        self.idempotency = Counter(
+            "itinera_idempotency_outcomes_total",
+            "Idempotent requests by outcome (new, replayed, in_flight, reused).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.swept_rows = Counter(
+            "itinera_retention_rows_deleted_total",
+            "Rows deleted by retention sweeps, by policy.",
+            ["policy"],
+            registry=self.registry,
+        )
+        self.sweep_duration = Histogram(
+            "itinera_retention_sweep_duration_seconds",
+            "Duration of one retention sweep, by policy.",
+            ["policy"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.sweep_failures = Counter(
+            "itinera_retention_sweep_failures_total",
+            "Retention sweeps that failed, by policy.",
+            ["policy"],
+            registry=self.registry,
+        )
+
+    def swept(self, policy: str, rows: int, seconds: float) -> None:
+        self.swept_rows.labels(policy).inc(rows)
+        self.sweep_duration.labels(policy).observe(seconds)
+
+    def sweep_failed(self, policy: str) -> None:
+        self.sweep_failures.labels(policy).inc()
+
+    def rate_limit_decision(self, bucket: str, outcome: str) -> None:
+        self.rate_limits.labels(bucket, outcome).inc()
+
+    def idempotency_outcome(self, outcome: str) -> None:
+        self.idempotency.labels(outcome).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))

@@ -1,0 +1,1 @@
+"""Retention: background sweepers that delete what has outlived its policy."""
