@@ -1,5 +1,114 @@
 from __future__ import annotations
 
-from itinera.routing import Api
+import uuid
+
+from starlette.responses import Response
+
+from itinera.domain.chat.repository import ChatRepository
+from itinera.domain.chat.schemas import (
+    ChatMessage,
+    ChatMessageCreate,
+    ChatMessagePosted,
+    ChatSession,
+    ChatSessionCreate,
+    ChatSessionListQuery,
+)
+from itinera.domain.knowledge.schemas import SearchRequest, SearchResult
+from itinera.domain.knowledge.search import KnowledgeSearch
+from itinera.errors import NotFoundError
+from itinera.http import JSONResponse
+from itinera.pagination import Page, PageQuery
+from itinera.routing import Api, Context
 
 api = Api(tag="chat")
+
+# A few passages are context enough for the next turn; deeper retrieval is
+# what POST /v1/knowledge/search is for.
+HITS_K = 5
+# The search endpoint's own bound on query_text: a long message still makes a
+# cheap query, from its opening words.
+HITS_QUERY_CHARS = 2000
+
+
+async def _repository(ctx: Context) -> ChatRepository:
+    return ChatRepository(await ctx.uow.session(), ctx.principal.org_id)
+
+
+@api.get(
+    "/v1/chat/sessions",
+    summary="List live chat sessions, newest first",
+    response=Page[ChatSession],
+)
+async def list_chat_sessions(ctx: Context, query: ChatSessionListQuery) -> Response:
+    sessions, next_key = await (await _repository(ctx)).list_sessions(
+        limit=query.limit, after=ctx.after(query.cursor, uuid.UUID), created_by=query.user_id
+    )
+    return JSONResponse(ctx.page(sessions, next_key))
+
+
+@api.post(
+    "/v1/chat/sessions",
+    summary="Open a chat session; it expires 24 h after its last message",
+    response=ChatSession,
+    status=201,
+)
+async def create_chat_session(ctx: Context, body: ChatSessionCreate) -> Response:
+    session = await (await _repository(ctx)).create_session(ctx.principal.user_id, body.profile)
+    return JSONResponse(
+        session, status_code=201, headers={"Location": f"/v1/chat/sessions/{session.id}"}
+    )
+
+
+@api.get(
+    "/v1/chat/sessions/{id:uuid}",
+    summary="One live chat session (an expired one is not found)",
+    response=ChatSession,
+    errors=(404,),
+)
+async def get_chat_session(ctx: Context) -> Response:
+    session = await (await _repository(ctx)).get_session(ctx.path_id())
+    if session is None:
+        raise NotFoundError("no such chat session")
+    return JSONResponse(session)
+
+
+@api.get(
+    "/v1/chat/sessions/{id:uuid}/messages",
+    summary="A live session's messages, oldest first",
+    response=Page[ChatMessage],
+    errors=(404,),
+)
+async def list_chat_messages(ctx: Context, query: PageQuery) -> Response:
+    messages, next_key = await (await _repository(ctx)).list_messages(
+        ctx.path_id(), limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
+    )
+    return JSONResponse(ctx.page(messages, next_key))
+
+
+@api.post(
+    "/v1/chat/sessions/{id:uuid}/messages",
+    summary="Post a message and renew the session; a user message comes back with knowledge hits",
+    response=ChatMessagePosted,
+    status=201,
+    errors=(404,),
+)
+async def post_chat_message(ctx: Context, body: ChatMessageCreate) -> Response:
+    search = None
+    if body.role == "user":
+        # Opened before any write so that its transaction settings fold into
+        # the transaction's first statement rather than costing a round trip.
+        search = await KnowledgeSearch.open(ctx.uow, ctx.principal.org_id, HITS_K)
+    message = await (await _repository(ctx)).add_message(
+        ctx.path_id(), body.role, body.content, body.metadata
+    )
+    hits: list[SearchResult] = []
+    if search is not None:
+        # Full text only: a message carries no vector.
+        query = SearchRequest(query_text=body.content[:HITS_QUERY_CHARS], k=HITS_K)
+        hits = await search.search(query)
+    location = f"/v1/chat/sessions/{message.session_id}/messages"
+    return JSONResponse(
+        ChatMessagePosted(message=message, hits=hits),
+        status_code=201,
+        headers={"Location": location},
+    )
