@@ -401,3 +401,33 @@ async def test_hostile_bodies_are_refused_without_a_500(
     url = await session_url(client, tenant.member)
     path = f"{url}/messages" if target == "messages" else "/v1/chat/sessions"
     assert_problem(await client.post(path, content=raw, headers=tenant.member.headers), status)
+
+
+async def test_a_conversational_message_finds_passages_sharing_any_of_its_words(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for body in (
+        "Beginners love the shallow reef at Lighthouse.",
+        "Advanced divers go to the Blue Hole arch.",
+        "Beginners and advanced divers both enjoy the Canyon.",
+    ):
+        await client.post(
+            "/v1/knowledge",
+            json={"source": "guide", "title": "Dahab", "body": body},
+            headers=tenant.admin.headers,
+        )
+    url = await session_url(client, tenant.member)
+    asked = await post(
+        client,
+        tenant.member,
+        url,
+        "What are the best dive sites for beginners and advanced divers?",
+    )
+    texts = [hit["chunk_text"] for hit in asked.json()["hits"]]
+    # No passage holds every word; the one sharing the most comes first.
+    assert texts[0] == "Beginners and advanced divers both enjoy the Canyon."
+    assert set(texts) == {
+        "Beginners love the shallow reef at Lighthouse.",
+        "Advanced divers go to the Blue Hole arch.",
+        "Beginners and advanced divers both enjoy the Canyon.",
+    }

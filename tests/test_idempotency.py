@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from itinera.db.models import IdempotencyRecord, Itinerary
 from itinera.domain.itineraries.repository import ItineraryRepository
-from itinera.routing import Api, Context, Idempotency
+from itinera.routing import Api, Context
 from itinera.settings import Settings
 from tests.support.app import running_app
 from tests.support.http import assert_problem

@@ -88,7 +88,7 @@ def test_public_operations_need_no_security_and_the_rest_a_bearer_token(
         entry = entry_of(document, operation)
         if operation.public:
             assert entry["security"] == [], operation.path
-            assert "401" not in entry["responses"] or 401 in operation.errors
+            assert "401" not in entry["responses"] or 401 in operation.statuses
         else:
             assert "security" not in entry, operation.path
             assert entry["responses"]["401"] == {"$ref": "#/components/responses/Unauthorized"}
@@ -207,7 +207,7 @@ def test_the_generator_handles_any_declaration_generically() -> None:
         summary="Put a thing",
         response=Page[Thing],
         idempotency=Idempotency.REQUIRED,
-        errors=(428,),
+        statuses=(428,),
     )(put_thing)
     document = build_document([*api.operations, *other_area().operations])
     validate(document, cls=OpenAPIV31SpecValidator)

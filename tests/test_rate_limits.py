@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -102,7 +101,9 @@ async def test_buckets_are_per_user(settings: Settings, tenant: Tenant) -> None:
 async def test_agent_runs_take_from_the_agent_bucket(settings: Settings, tenant: Tenant) -> None:
     async with running_app(limited(settings, agent=2, crud=50)) as client:
         runs = [
-            await client.post("/v1/agent-runs", json={"intent": "go"}, headers=with_key(tenant.member))
+            await client.post(
+                "/v1/agent-runs", json={"intent": "go"}, headers=with_key(tenant.member)
+            )
             for _ in range(3)
         ]
         listing = await client.get("/v1/agent-runs", headers=tenant.member.headers)
@@ -147,8 +148,12 @@ async def test_trusted_proxies_forward_the_client_address(
     behind_proxy = limited(settings, auth=1).replace(trusted_proxies=("127.0.0.1",))
     body = {"refresh_token": f"{tenant.org_id}.{'A' * 43}"}
     async with running_app(behind_proxy) as client:
-        a = await client.post("/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.1"})
-        a2 = await client.post("/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.1"})
+        a = await client.post(
+            "/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.1"}
+        )
+        a2 = await client.post(
+            "/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.1"}
+        )
         b = await client.post(
             "/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.2, 127.0.0.1"}
         )
@@ -172,7 +177,9 @@ async def test_redis_down_fails_open_by_default(
         assert [a.status_code for a in answers] == [200] * 5
         assert all("ratelimit" not in a.headers for a in answers)
         metrics = (await client.get("/metrics")).text
-        assert 'itinera_rate_limit_decisions_total{bucket="crud",outcome="unavailable"} 5.0' in metrics
+        assert (
+            'itinera_rate_limit_decisions_total{bucket="crud",outcome="unavailable"} 5.0' in metrics
+        )
         own_redis.start()
         back = await client.get("/v1/me", headers=tenant.member.headers)
         assert back.headers["ratelimit"].startswith('"crud";r=')
@@ -190,3 +197,20 @@ async def test_redis_down_fails_closed_when_configured(
     assert_problem(refused, 503)
     assert refused.headers["retry-after"] == "1"
     assert health.status_code == 200
+
+
+async def test_a_users_chat_turn_takes_from_the_agent_bucket(
+    settings: Settings, tenant: Tenant
+) -> None:
+    async with running_app(limited(settings, agent=1, crud=50)) as client:
+        session = await client.post("/v1/chat/sessions", json={}, headers=tenant.member.headers)
+        url = f"{session.headers['location']}/messages"
+        turns = [
+            await client.post(
+                url, json={"role": role, "content": "hi"}, headers=tenant.member.headers
+            )
+            for role in ("user", "user", "assistant")
+        ]
+    assert [t.status_code for t in turns] == [201, 429, 201]
+    assert turns[0].headers["ratelimit-policy"] == '"agent";q=1;w=60'
+    assert turns[2].headers["ratelimit-policy"] == '"crud";q=50;w=60'

@@ -113,7 +113,8 @@ class Operation:
     bucket: str | Callable[[Scope], tuple[str, str]] | None = "crud"
     idempotency: Idempotency = Idempotency.NONE
     uses_database: bool = True
-    errors: tuple[int, ...] = ()
+    # Statuses it answers besides `status` and the generic ones (2xx: same body shape).
+    statuses: tuple[int, ...] = ()
     body_type: Any = field(init=False, default=None)
     query_type: Any = field(init=False, default=None)
 

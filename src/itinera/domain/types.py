@@ -7,6 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta
 
+Email = Annotated[
+    str,
+    Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["ana@example.com"]),
+]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Title = Annotated[str, Meta(min_length=1, max_length=300)]
 LongText = Annotated[str, Meta(max_length=100_000)]

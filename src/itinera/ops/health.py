@@ -53,7 +53,7 @@ async def health(ctx: Context) -> Response:
     public=True,
     bucket=None,
     uses_database=False,
-    errors=(503,),
+    statuses=(503,),
 )
 async def ready(ctx: Context) -> Response:
     resources: Resources = ctx.resources

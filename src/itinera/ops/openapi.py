@@ -338,8 +338,8 @@ def _header_parameters(operation: Operation) -> list[Schema]:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 257},
             }
         )
-    if 412 in operation.errors or 428 in operation.errors:
-        required = 428 in operation.errors
+    if 412 in operation.statuses or 428 in operation.statuses:
+        required = 428 in operation.statuses
         parameters.append(
             {
                 "name": "If-Match",
@@ -350,7 +350,7 @@ def _header_parameters(operation: Operation) -> list[Schema]:
                 "schema": {"type": "string"},
             }
         )
-    if NOT_MODIFIED in operation.errors:
+    if NOT_MODIFIED in operation.statuses:
         parameters.append(
             {
                 "name": "If-None-Match",
@@ -367,29 +367,34 @@ def _responses(
     operation: Operation, schema_of: dict[Any, Schema], has_path_parameters: bool
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {str(operation.status): _success(operation, schema_of)}
-    if NOT_MODIFIED in operation.errors:
+    for status in sorted(s for s in operation.statuses if s < 300):
+        responses[str(status)] = _success(operation, schema_of, status)
+    if NOT_MODIFIED in operation.statuses:
         responses[str(NOT_MODIFIED)] = {"$ref": RESPONSES + "NotModified"}
     for status in sorted(_error_statuses(operation, has_path_parameters)):
         responses[str(status)] = {"$ref": RESPONSES + _error_name(status)}
     return responses
 
 
-def _success(operation: Operation, schema_of: dict[Any, Schema]) -> Schema:
+def _success(
+    operation: Operation, schema_of: dict[Any, Schema], status: int | None = None
+) -> Schema:
+    status = operation.status if status is None else status
     headers = ["X-Request-ID"]
-    if operation.status == 201:
+    if status == 201:
         headers.append("Location")
-    if {NOT_MODIFIED, 412, 428} & set(operation.errors):
+    if {NOT_MODIFIED, 412, 428} & set(operation.statuses):
         headers.append("ETag")
     if operation.idempotency is not Idempotency.NONE:
         headers.append("Idempotent-Replayed")
     if operation.bucket is not None:
         headers += ["RateLimit", "RateLimit-Policy"]
     response: Schema = {
-        "description": HTTPStatus(operation.status).phrase,
+        "description": HTTPStatus(status).phrase,
         "headers": _header_refs(*headers),
     }
     declared = operation.response
-    if operation.status == 204 or declared is None:
+    if status == 204 or declared is None:
         return response
     if isinstance(declared, str):
         response["content"] = {declared: {"schema": {"type": "string"}}}
@@ -399,7 +404,7 @@ def _success(operation: Operation, schema_of: dict[Any, Schema]) -> Schema:
 
 
 def _error_statuses(operation: Operation, has_path_parameters: bool) -> set[int]:
-    statuses = set(operation.errors) - {NOT_MODIFIED}
+    statuses = {s for s in operation.statuses if s >= 400}
     idempotent = operation.idempotency is not Idempotency.NONE
     if operation.body_type is not None or operation.query_type is not None or idempotent:
         statuses |= {400, 422}

@@ -52,7 +52,7 @@ async def create_agent_run(ctx: Context, body: AgentRunCreate) -> Response:
     return JSONResponse(run, status_code=201, headers={"Location": f"/v1/agent-runs/{run.id}"})
 
 
-@api.get("/v1/agent-runs/{id:uuid}", summary="One agent run", response=AgentRun, errors=(404,))
+@api.get("/v1/agent-runs/{id:uuid}", summary="One agent run", response=AgentRun, statuses=(404,))
 async def get_agent_run(ctx: Context) -> Response:
     run = await (await _repository(ctx)).get(ctx.path_id())
     if run is None:
@@ -64,7 +64,7 @@ async def get_agent_run(ctx: Context) -> Response:
     "/v1/agent-runs/{id:uuid}",
     summary="Move a run along its lifecycle, or change its plan or error",
     response=AgentRun,
-    errors=(404, 409),
+    statuses=(404, 409),
 )
 async def update_agent_run(ctx: Context, body: AgentRunUpdate) -> Response:
     runs = await _repository(ctx)
@@ -79,7 +79,7 @@ async def update_agent_run(ctx: Context, body: AgentRunUpdate) -> Response:
     "/v1/agent-runs/{id:uuid}/tool-log",
     summary="A run's tool calls, oldest first",
     response=Page[ToolCall],
-    errors=(404,),
+    statuses=(404,),
 )
 async def list_tool_calls(ctx: Context, query: PageQuery) -> Response:
     calls, next_key = await (await _repository(ctx)).tool_calls(
@@ -93,7 +93,7 @@ async def list_tool_calls(ctx: Context, query: PageQuery) -> Response:
     summary="Append a tool call to an unfinished run",
     response=ToolCall,
     status=201,
-    errors=(404, 409),
+    statuses=(404, 409),
 )
 async def append_tool_call(ctx: Context, body: ToolCallCreate) -> Response:
     call = await (await _repository(ctx)).append_tool_call(
@@ -108,7 +108,7 @@ async def append_tool_call(ctx: Context, body: ToolCallCreate) -> Response:
     "/v1/agent-runs/{id:uuid}/checkpoints",
     summary="A run's checkpoints, oldest first",
     response=Page[Checkpoint],
-    errors=(404,),
+    statuses=(404,),
 )
 async def list_checkpoints(ctx: Context, query: PageQuery) -> Response:
     checkpoints, next_key = await (await _repository(ctx)).checkpoints(
@@ -122,7 +122,7 @@ async def list_checkpoints(ctx: Context, query: PageQuery) -> Response:
     summary="Append a checkpoint to an unfinished run",
     response=Checkpoint,
     status=201,
-    errors=(404, 409),
+    statuses=(404, 409),
 )
 async def append_checkpoint(ctx: Context, body: CheckpointCreate) -> Response:
     checkpoint = await (await _repository(ctx)).append_checkpoint(
@@ -137,7 +137,7 @@ async def append_checkpoint(ctx: Context, body: CheckpointCreate) -> Response:
     "/v1/agent-runs/{id:uuid}/checkpoints/latest",
     summary="A run's checkpoint with the highest sequence",
     response=Checkpoint,
-    errors=(404,),
+    statuses=(404,),
 )
 async def latest_checkpoint(ctx: Context) -> Response:
     checkpoint = await (await _repository(ctx)).latest_checkpoint(ctx.path_id())

@@ -30,7 +30,7 @@ def _service(ctx: Context) -> AuthService:
     public=True,
     bucket=login_bucket,
     idempotency=Idempotency.NONE,
-    errors=(401,),
+    statuses=(401,),
 )
 async def login(ctx: Context, body: LoginRequest) -> Response:
     pair = await _service(ctx).login(body.org, body.email, body.password)
@@ -44,7 +44,7 @@ async def login(ctx: Context, body: LoginRequest) -> Response:
     public=True,
     bucket=refresh_bucket,
     idempotency=Idempotency.NONE,
-    errors=(401,),
+    statuses=(401,),
 )
 async def refresh(ctx: Context, body: RefreshRequest) -> Response:
     pair = await _service(ctx).refresh(body.refresh_token)

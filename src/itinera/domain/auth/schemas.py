@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from itinera.domain.users.schemas import Email, RoleName
+from itinera.domain.types import Email
+from itinera.domain.users.schemas import RoleName
 
 Slug = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 RefreshTokenText = Annotated[str, Meta(min_length=1, max_length=200)]

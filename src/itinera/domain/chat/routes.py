@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 from starlette.responses import Response
+from starlette.types import Scope
 
+from itinera import scope as request_scope
 from itinera.domain.chat.repository import ChatRepository
 from itinera.domain.chat.schemas import (
     ChatMessage,
@@ -16,7 +19,8 @@ from itinera.domain.chat.schemas import (
 from itinera.domain.knowledge.schemas import SearchRequest, SearchResult
 from itinera.domain.knowledge.search import KnowledgeSearch
 from itinera.errors import NotFoundError
-from itinera.http import JSONResponse
+from itinera.http import UNDECODABLE, JSONResponse
+from itinera.middleware.rate_limit import per_user
 from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context
 
@@ -63,7 +67,7 @@ async def create_chat_session(ctx: Context, body: ChatSessionCreate) -> Response
     "/v1/chat/sessions/{id:uuid}",
     summary="One live chat session (an expired one is not found)",
     response=ChatSession,
-    errors=(404,),
+    statuses=(404,),
 )
 async def get_chat_session(ctx: Context) -> Response:
     session = await (await _repository(ctx)).get_session(ctx.path_id())
@@ -76,7 +80,7 @@ async def get_chat_session(ctx: Context) -> Response:
     "/v1/chat/sessions/{id:uuid}/messages",
     summary="A live session's messages, oldest first",
     response=Page[ChatMessage],
-    errors=(404,),
+    statuses=(404,),
 )
 async def list_chat_messages(ctx: Context, query: PageQuery) -> Response:
     messages, next_key = await (await _repository(ctx)).list_messages(
@@ -85,12 +89,26 @@ async def list_chat_messages(ctx: Context, query: PageQuery) -> Response:
     return JSONResponse(ctx.page(messages, next_key))
 
 
+class _Role(msgspec.Struct):
+    role: str | None = None
+
+
+def message_bucket(scope: Scope) -> tuple[str, str]:
+    """A user's turn takes from the ``agent`` bucket (it drives the agent); others ``crud``."""
+    try:
+        role = msgspec.json.decode(request_scope.body(scope), type=_Role).role
+    except UNDECODABLE:
+        role = None
+    return per_user("agent" if role == "user" else "crud")(scope)
+
+
 @api.post(
     "/v1/chat/sessions/{id:uuid}/messages",
     summary="Post a message and renew the session; a user message comes back with knowledge hits",
     response=ChatMessagePosted,
     status=201,
-    errors=(404,),
+    statuses=(404,),
+    bucket=message_bucket,
 )
 async def post_chat_message(ctx: Context, body: ChatMessageCreate) -> Response:
     search = None
@@ -103,9 +121,10 @@ async def post_chat_message(ctx: Context, body: ChatMessageCreate) -> Response:
     )
     hits: list[SearchResult] = []
     if search is not None:
-        # Full text only: a message carries no vector.
+        # Full text only (a message carries no vector), any word counting:
+        # a conversational turn rarely has all its words in one passage.
         query = SearchRequest(query_text=body.content[:HITS_QUERY_CHARS], k=HITS_K)
-        hits = await search.search(query)
+        hits = await search.by_text(query, HITS_K, any_word=True)
     location = f"/v1/chat/sessions/{message.session_id}/messages"
     return JSONResponse(
         ChatMessagePosted(message=message, hits=hits),

@@ -59,7 +59,7 @@ async def list_destinations(ctx: Context, query: PageQuery) -> Response:
     summary="Create a destination",
     response=Destination,
     status=201,
-    errors=(409,),
+    statuses=(409,),
 )
 async def create_destination(ctx: Context, body: DestinationCreate) -> Response:
     _check_timezone(body.timezone)
@@ -72,7 +72,7 @@ async def create_destination(ctx: Context, body: DestinationCreate) -> Response:
 
 
 @api.get(
-    "/v1/destinations/{id:uuid}", summary="One destination", response=Destination, errors=(404,)
+    "/v1/destinations/{id:uuid}", summary="One destination", response=Destination, statuses=(404,)
 )
 async def get_destination(ctx: Context) -> Response:
     destination = await (await _destinations(ctx)).get(ctx.path_id())
@@ -85,7 +85,7 @@ async def get_destination(ctx: Context) -> Response:
     "/v1/destinations/{id:uuid}",
     summary="Change some fields of a destination",
     response=Destination,
-    errors=(404, 409),
+    statuses=(404, 409),
 )
 async def update_destination(ctx: Context, body: DestinationUpdate) -> Response:
     _check_timezone(body.timezone)
@@ -98,7 +98,7 @@ async def update_destination(ctx: Context, body: DestinationUpdate) -> Response:
 @api.delete(
     "/v1/destinations/{id:uuid}",
     summary="Delete a destination and its dive sites",
-    errors=(404,),
+    statuses=(404,),
 )
 async def delete_destination(ctx: Context) -> Response:
     await (await _destinations(ctx)).delete(ctx.path_id())
@@ -109,7 +109,7 @@ async def delete_destination(ctx: Context) -> Response:
     "/v1/destinations/{id:uuid}/dive-sites",
     summary="List a destination's dive sites, newest first",
     response=Page[DiveSite],
-    errors=(404,),
+    statuses=(404,),
 )
 async def list_dive_sites(ctx: Context, query: PageQuery) -> Response:
     dive_sites, next_key = await (await _dive_sites(ctx)).list(
@@ -123,7 +123,7 @@ async def list_dive_sites(ctx: Context, query: PageQuery) -> Response:
     summary="Add a dive site to a destination",
     response=DiveSite,
     status=201,
-    errors=(404,),
+    statuses=(404,),
 )
 async def create_dive_site(ctx: Context, body: DiveSiteCreate) -> Response:
     _check_depths(body.min_depth_m, body.max_depth_m)
@@ -135,7 +135,7 @@ async def create_dive_site(ctx: Context, body: DiveSiteCreate) -> Response:
     )
 
 
-@api.get("/v1/dive-sites/{id:uuid}", summary="One dive site", response=DiveSite, errors=(404,))
+@api.get("/v1/dive-sites/{id:uuid}", summary="One dive site", response=DiveSite, statuses=(404,))
 async def get_dive_site(ctx: Context) -> Response:
     dive_site = await (await _dive_sites(ctx)).get(ctx.path_id())
     if dive_site is None:
@@ -147,7 +147,7 @@ async def get_dive_site(ctx: Context) -> Response:
     "/v1/dive-sites/{id:uuid}",
     summary="Change some fields of a dive site",
     response=DiveSite,
-    errors=(404,),
+    statuses=(404,),
 )
 async def update_dive_site(ctx: Context, body: DiveSiteUpdate) -> Response:
     _check_depths(body.min_depth_m, body.max_depth_m)
@@ -157,7 +157,7 @@ async def update_dive_site(ctx: Context, body: DiveSiteUpdate) -> Response:
     return JSONResponse(dive_site)
 
 
-@api.delete("/v1/dive-sites/{id:uuid}", summary="Delete a dive site", errors=(404,))
+@api.delete("/v1/dive-sites/{id:uuid}", summary="Delete a dive site", statuses=(404,))
 async def delete_dive_site(ctx: Context) -> Response:
     await (await _dive_sites(ctx)).delete(ctx.path_id())
     return Response(status_code=204)

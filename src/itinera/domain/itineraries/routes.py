@@ -67,7 +67,7 @@ async def create_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     "/v1/itineraries/{id:uuid}",
     summary="One itinerary; If-None-Match answers 304 when unchanged",
     response=Itinerary,
-    errors=(304, 404),
+    statuses=(304, 404),
 )
 async def get_itinerary(ctx: Context) -> Response:
     itinerary = await (await _repository(ctx)).get(ctx.path_id())
@@ -82,7 +82,7 @@ async def get_itinerary(ctx: Context) -> Response:
     "/v1/itineraries/{id:uuid}",
     summary="Replace an itinerary (If-Match required)",
     response=Itinerary,
-    errors=(404, 412, 428),
+    statuses=(404, 412, 428),
 )
 async def replace_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     versions = versions_required(ctx.headers.get("if-match"))
@@ -96,7 +96,7 @@ async def replace_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     "/v1/itineraries/{id:uuid}",
     summary="Change some fields of an itinerary (If-Match required)",
     response=Itinerary,
-    errors=(404, 412, 428),
+    statuses=(404, 412, 428),
 )
 async def update_itinerary(ctx: Context, body: ItineraryUpdate) -> Response:
     versions = versions_required(ctx.headers.get("if-match"))
@@ -111,7 +111,7 @@ async def update_itinerary(ctx: Context, body: ItineraryUpdate) -> Response:
 @api.delete(
     "/v1/itineraries/{id:uuid}",
     summary="Delete an itinerary (If-Match honoured when sent)",
-    errors=(404, 412),
+    statuses=(404, 412),
 )
 async def delete_itinerary(ctx: Context) -> Response:
     versions = versions_allowed(ctx.headers.get("if-match"))

@@ -27,6 +27,7 @@ async def _repository(ctx: Context) -> KnowledgeRepository:
     summary="Ingest an item with its chunks; known content answers 200 with the stored item",
     response=KnowledgeItem,
     status=201,
+    statuses=(200,),
 )
 async def ingest_knowledge(ctx: Context, body: KnowledgeCreate) -> Response:
     dim = ctx.resources.settings.embedding_dim

@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, select
+from sqlalchemy import ColumnElement, Select, Text, and_, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import TSQUERY
 
 from itinera.db.models import Embedding
 from itinera.db.models import KnowledgeItem as ItemRow
@@ -94,9 +95,21 @@ class KnowledgeSearch(TenantRepository):
             statement = statement.where(nearest.c.score >= request.min_similarity)
         return await self._results(statement)
 
-    async def by_text(self, request: SearchRequest, limit: int) -> list[SearchResult]:
-        """Chunks matching ``websearch_to_tsquery``, ranked by ``ts_rank_cd``."""
-        query = func.websearch_to_tsquery("english", request.query_text)
+    async def by_text(
+        self, request: SearchRequest, limit: int, *, any_word: bool = False
+    ) -> list[SearchResult]:
+        """Chunks matching ``websearch_to_tsquery``, ranked by ``ts_rank_cd``.
+
+        With ``any_word`` a chunk needs only one of the words (the words of
+        ``plainto_tsquery`` joined by OR); more shared words still rank higher.
+        That suits conversational text, where requiring every word finds nothing.
+        """
+        query: ColumnElement[Any]
+        if any_word:
+            words = cast(func.plainto_tsquery("english", request.query_text), Text)
+            query = cast(func.replace(words, "&", "|"), TSQUERY)
+        else:
+            query = func.websearch_to_tsquery("english", request.query_text)
         rank = func.ts_rank_cd(Embedding.tsv, query)
         matching = (
             select(*_chunk_columns(), rank.label("score"))

@@ -39,6 +39,7 @@ async def list_leads(ctx: Context, query: LeadListQuery) -> Response:
     summary="Capture a lead; a repeat (same email in any case, same source) updates it: 200",
     response=Lead,
     status=201,
+    statuses=(200,),
 )
 async def capture_lead(ctx: Context, body: LeadCapture) -> Response:
     lead, created = await (await _repository(ctx)).capture(changes_of(body))

@@ -9,8 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from itinera.domain.types import JsonObject, Name
-from itinera.domain.users.schemas import Email
+from itinera.domain.types import Email, JsonObject, Name
 from itinera.pagination import PageQuery
 
 # Free-form, as sales teams name their channels ("website", "chat", "dema-2027").

@@ -43,7 +43,7 @@ async def me(ctx: Context) -> Response:
     )
 
 
-@api.get("/v1/users", summary="List the org's users (admins)", response=Page[User], errors=(403,))
+@api.get("/v1/users", summary="List the org's users (admins)", response=Page[User], statuses=(403,))
 async def list_users(ctx: Context, query: PageQuery) -> Response:
     _require_admin(ctx.principal)
     users, next_key = await (await _users(ctx)).list(
@@ -53,7 +53,7 @@ async def list_users(ctx: Context, query: PageQuery) -> Response:
 
 
 @api.post(
-    "/v1/users", summary="Create a user (admins)", response=User, status=201, errors=(403, 409)
+    "/v1/users", summary="Create a user (admins)", response=User, status=201, statuses=(403, 409)
 )
 async def create_user(ctx: Context, body: UserCreate) -> Response:
     _require_admin(ctx.principal)
@@ -62,7 +62,7 @@ async def create_user(ctx: Context, body: UserCreate) -> Response:
     return JSONResponse(user, status_code=201, headers={"Location": f"/v1/users/{user.id}"})
 
 
-@api.get("/v1/users/{id:uuid}", summary="One user (admins)", response=User, errors=(403, 404))
+@api.get("/v1/users/{id:uuid}", summary="One user (admins)", response=User, statuses=(403, 404))
 async def get_user(ctx: Context) -> Response:
     _require_admin(ctx.principal)
     user = await (await _users(ctx)).get(ctx.path_id())
@@ -75,7 +75,7 @@ async def get_user(ctx: Context) -> Response:
     "/v1/users/{id:uuid}",
     summary="Change a user's role or disable them (admins)",
     response=User,
-    errors=(403, 404, 409),
+    statuses=(403, 404, 409),
 )
 async def update_user(ctx: Context, body: UserUpdate) -> Response:
     principal = ctx.principal

@@ -9,10 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-Email = Annotated[
-    str,
-    Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["ana@example.com"]),
-]
+from itinera.domain.types import Email
+
 Password = Annotated[str, Meta(min_length=8, max_length=1024)]
 RoleName = Literal["member", "admin"]
 
