@@ -1,17 +1,33 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import anyio
 import asyncpg
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from itinera.db.bootstrap import APP_ROLE, OWNER_ROLE, bootstrap_database
 from itinera.db.engine import create_engine
+from itinera.embedded import EmbeddedPostgres
 from itinera.settings import Settings
 from tests.support.app import running_app
-from tests.support.database import ScratchDatabase, create_database, dispose_database
-from tests.support.servers import FAST_AND_LOOSE, PostgresServer, session_servers
+from tests.support.database import (
+    ScratchDatabase,
+    create_database,
+    dispose_database,
+    run_alembic,
+)
+from tests.support.servers import (
+    FAST_AND_LOOSE,
+    PostgresServer,
+    RedisProcess,
+    redis_server_process,
+    session_servers,
+)
 from tests.support.tenants import Tenant, make_tenant
 
 
@@ -102,3 +118,26 @@ async def superuser_of(postgres: PostgresServer) -> AsyncIterator[asyncpg.Connec
     conn = await asyncpg.connect(postgres.superuser_dsn)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, ScratchDatabase]]:
+    """A private embedded server with the schema, so stopping it disturbs no other test."""
+    embedded = EmbeddedPostgres(
+        Path(tempfile.mkdtemp(prefix="itinera-own-")) / "pgdata", cleanup="delete"
+    )
+    await anyio.to_thread.run_sync(embedded.start)
+    try:
+        await bootstrap_database(embedded.superuser_dsn(), "itinera")
+        database = ScratchDatabase("itinera", embedded.url(APP_ROLE), embedded.url(OWNER_ROLE))
+        await run_alembic(database.settings(), "upgrade", "head")
+        yield embedded, database
+    finally:
+        await anyio.to_thread.run_sync(embedded.close)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A private Redis that a test may stop and start again."""
+    with redis_server_process() as server:
+        yield server

@@ -26,7 +26,8 @@ def _postgres_processes_for(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_serve_on_embedded_servers_from_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_on_embedded_servers_from_nothing(tmp_path: Path, stop: signal.Signals) -> None:
     env = {"ITINERA_DATA_DIR": str(tmp_path / ".itinera")}
     assert run_cli("migrate", env=env, timeout=120).returncode == 0
     seeded = run_cli("seed", env=env)
@@ -54,9 +55,10 @@ def test_serve_on_embedded_servers_from_nothing(tmp_path: Path) -> None:
         assert ready.status_code == 200, ready.text
         assert ready.json()["status"] == "ok"
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(stop)
         _, log = server.communicate(timeout=30)
+    assert server.returncode == 0
     assert "using embedded PostgreSQL" in log
     assert "using embedded Redis" in log
     assert (tmp_path / ".itinera" / "jwt_secret").stat().st_mode & 0o077 == 0
-    assert not _postgres_processes_for(tmp_path), "Ctrl-C stops the servers serve started"
+    assert not _postgres_processes_for(tmp_path), "stopping serve stops the servers it started"

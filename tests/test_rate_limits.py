@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from itinera.settings import Settings
 from tests.support.app import running_app
 from tests.support.http import assert_problem, with_key
-from tests.support.servers import RedisProcess, redis_server_process
+from tests.support.servers import RedisProcess
 from tests.support.tenants import Tenant
 
 QUOTA = "https://iana.org/assignments/http-problem-types#quota-exceeded"
@@ -158,12 +158,6 @@ async def test_trusted_proxies_forward_the_client_address(
             "/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.2, 127.0.0.1"}
         )
     assert (a.status_code, a2.status_code, b.status_code) == (401, 429, 401)
-
-
-@pytest.fixture
-def own_redis() -> AsyncIterator[RedisProcess]:
-    with redis_server_process() as server:
-        yield server
 
 
 @pytest.mark.slow

@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import anyio
 import httpx
 import pytest
 from sqlalchemy import text
 
-from itinera.db.bootstrap import APP_ROLE, OWNER_ROLE, bootstrap_database
 from itinera.db.engine import create_engine
 from itinera.embedded import EmbeddedPostgres
 from tests.support.app import running_app
-from tests.support.database import ScratchDatabase, create_database, dispose_database, run_alembic
+from tests.support.database import ScratchDatabase, create_database, dispose_database
 from tests.support.servers import (
     PostgresServer,
     RedisProcess,
-    redis_server_process,
     start_embedded_postgres,
     stop_embedded_postgres,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, ScratchDatabase]]:
-    """A private embedded server, so stopping it disturbs no other test."""
-    embedded = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="itinera-ready-")) / "pgdata", cleanup="delete"
-    )
-    await anyio.to_thread.run_sync(embedded.start)
-    try:
-        await bootstrap_database(embedded.superuser_dsn(), "itinera")
-        database = ScratchDatabase("itinera", embedded.url(APP_ROLE), embedded.url(OWNER_ROLE))
-        await run_alembic(database.settings(), "upgrade", "head")
-        yield embedded, database
-    finally:
-        await anyio.to_thread.run_sync(embedded.close)
-
-
-@pytest.fixture
-def own_redis() -> AsyncIterator[RedisProcess]:
-    with redis_server_process() as server:
-        yield server
 
 
 async def test_ready_follows_dependencies_going_down_and_coming_back(

@@ -24,10 +24,10 @@ from itinera.http import NOT_FOUND, problem_response
 from itinera.lifespan import make_lifespan
 from itinera.metrics import Metrics
 from itinera.middleware.auth import AuthMiddleware
-from itinera.middleware.body_limit import BodyLimitMiddleware
 from itinera.middleware.idempotency import IdempotencyMiddleware
 from itinera.middleware.rate_limit import RateLimitMiddleware, per_user
 from itinera.middleware.request_context import RequestContextMiddleware
+from itinera.middleware.request_limits import RequestLimitsMiddleware
 from itinera.middleware.unit_of_work import UnitOfWorkMiddleware
 from itinera.ops import health, openapi
 from itinera.routing import EndpointApp, Idempotency, Operation, build_routes
@@ -111,7 +111,13 @@ def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -
                 max_age=600,
             )
         )
-    middleware.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    middleware.append(
+        Middleware(
+            RequestLimitsMiddleware,
+            max_bytes=settings.max_body_bytes,
+            max_header_bytes=settings.max_header_bytes,
+        )
+    )
     return Starlette(
         routes=build_routes([*all_operations(), *extra_operations], operation_chain),
         middleware=middleware,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -96,6 +97,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host or settings.host, port=settings.port if args.port is None else args.port
     )
     settings = ensure_jwt_secret(settings)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the
+    # signal again to the handler it found: make that handler unwind through
+    # the embedded servers' cleanup and exit 0, rather than die on the spot.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stop_after_shutdown)
     with embedded_servers(settings, redis=True) as resolved:
         log.info("serving on http://%s:%s", resolved.host, resolved.port)
         if resolved.workers > 1:
@@ -117,6 +123,10 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=30,
             )
     return 0
+
+
+def _stop_after_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ Problem ``type`` values (documented in docs/problems.md):
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -28,8 +27,6 @@ from sqlalchemy import exc as sa_exc
 from starlette.responses import Response
 
 from itinera import errors
-
-log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"
@@ -163,6 +160,5 @@ def is_unavailable(exc: BaseException) -> bool:
 def unexpected_error_response(exc: BaseException) -> Response:
     """The answer to an exception nobody handled: 503 for a lost dependency, else 500."""
     if is_unavailable(exc):
-        log.warning("dependency unavailable: %s", type(exc).__name__)
         return error_response(errors.UnavailableError("a dependency is unavailable; retry"))
     return problem_response(500, "an unexpected error occurred")

@@ -99,6 +99,7 @@ def make_lifespan(
         secret = settings.jwt_secret
         schema = expected_schema(settings)
         db = Database.open(settings)
+        metrics.track_pools({"app": db.app_engine.pool, "owner": db.owner_engine.pool})
         redis = open_redis(settings)
         try:
             await refuse_wrong_dimension(db, schema)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.pool import Pool, QueuePool
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -73,5 +78,29 @@ class Metrics:
         self.requests.labels(*labels).inc()
         self.request_duration.labels(*labels).observe(seconds)
 
+    def track_pools(self, pools: Mapping[str, Pool]) -> None:
+        self.registry.register(PoolCollector(pools))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class PoolCollector(Collector):
+    """Connection-pool usage, read at scrape time."""
+
+    def __init__(self, pools: Mapping[str, Pool]) -> None:
+        self.pools = dict(pools)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        connections = GaugeMetricFamily(
+            "itinera_db_pool_connections",
+            "Database connections by pool (app, owner) and state.",
+            labels=["pool", "state"],
+        )
+        for name, pool in self.pools.items():
+            if isinstance(pool, QueuePool):
+                connections.add_metric([name, "checked_out"], pool.checkedout())
+                connections.add_metric([name, "idle"], pool.checkedin())
+                connections.add_metric([name, "size"], pool.size())
+                connections.add_metric([name, "overflow"], max(0, pool.overflow()))
+        yield connections

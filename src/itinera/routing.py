@@ -238,7 +238,8 @@ class MethodDispatch:
     """One path, several methods: Starlette's router answers 405 + Allow for the rest."""
 
     def __init__(self, path: str, apps: dict[str, ASGIApp]) -> None:
-        self.path = path
+        # The template as logs, metrics and cursors name it: /v1/itineraries/{id}
+        self.path = _CONVERTOR.sub("}", path)
         self.apps = dict(apps)
         if "GET" in self.apps:
             self.apps.setdefault("HEAD", self.apps["GET"])
@@ -309,6 +310,7 @@ def _nul_pointer(body: Any) -> str | None:
     return None
 
 
+_CONVERTOR = re.compile(r":[a-z]+}")
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `(?P<name>[^`]+)`")
 

@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 1_048_576
+    max_header_bytes: Annotated[int, Meta(ge=1024)] = 16_384
     log_level: str = "INFO"
 
     # Auth

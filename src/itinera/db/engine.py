@@ -51,6 +51,9 @@ def create_engine(
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_pre_ping=settings.db_pool_pre_ping,
+        # Statement parameters hold password hashes and token digests: never
+        # let them into exception messages or logs.
+        hide_parameters=True,
         json_serializer=_encode_json,
         json_deserializer=msgspec.json.decode,
         connect_args={

@@ -10,7 +10,7 @@ import uuid_utils.compat
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from itinera import scope as request_scope
-from itinera.http import unexpected_error_response
+from itinera.http import is_unavailable, unexpected_error_response
 from itinera.metrics import Metrics
 
 access_log = logging.getLogger("itinera.access")
@@ -52,9 +52,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
-            error_log.exception(
-                "unhandled error", extra={"request_id": request_id, "method": scope["method"]}
-            )
+            if is_unavailable(exc):
+                error_log.warning(
+                    "dependency unavailable: %s",
+                    type(exc).__name__,
+                    extra={"request_id": request_id, "method": scope["method"]},
+                )
+            else:
+                error_log.exception(
+                    "unhandled error", extra={"request_id": request_id, "method": scope["method"]}
+                )
             if response_started:
                 raise
             response = unexpected_error_response(exc)

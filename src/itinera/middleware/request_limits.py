@@ -1,4 +1,4 @@
-"""Read the request body once, refusing it with 413 past the configured size."""
+"""Bound what a request may bring: its headers (431) and its body (413), read once."""
 
 from __future__ import annotations
 
@@ -8,21 +8,27 @@ from itinera import scope as request_scope
 from itinera.http import problem_response
 
 
-class BodyLimitMiddleware:
-    """Buffers the whole body (chunked too) up to ``max_bytes``.
+class RequestLimitsMiddleware:
+    """Refuses oversized headers, then buffers the whole body (chunked too) up to ``max_bytes``.
 
     Every endpoint reads a JSON body whole anyway; buffering here lets the
     inner layers (rate limits by body field, idempotency fingerprints) read
     it from the scope, and the 413 is sent before any of them runs.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_header_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            detail = f"the request headers are larger than {self.max_header_bytes} bytes"
+            await problem_response(431, detail)(scope, receive, send)
             return
         declared = request_scope.header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
