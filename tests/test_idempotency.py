@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from itinera.db.models import IdempotencyRecord, Itinerary
 from itinera.domain.itineraries.repository import ItineraryRepository
+from itinera.domain.itineraries.schemas import ItineraryCreate
 from itinera.routing import Api, Context
 from itinera.settings import Settings
 from tests.support.app import running_app
@@ -203,15 +204,10 @@ class ProbeBody(msgspec.Struct):
 
 @probes.post("/v1/probes/write-then-raise", summary="writes, then raises", status=201)
 async def write_then_raise(ctx: Context, body: ProbeBody) -> Response:
-    repository = ItineraryRepository(await ctx.uow.session(), ctx.principal.org_id)
+    repository = ItineraryRepository(await ctx.uow.driver(), ctx.principal.org_id)
     await repository.create(
         ctx.principal.user_id,
-        {
-            "title": body.title,
-            "status": "draft",
-            "start_date": date(2027, 1, 1),
-            "end_date": date(2027, 1, 2),
-        },
+        ItineraryCreate(title=body.title, start_date=date(2027, 1, 1), end_date=date(2027, 1, 2)),
     )
     if body.title == "boom":
         raise RuntimeError("the handler fails after writing")

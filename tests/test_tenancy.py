@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from itinera.db.engine import create_engine, session_factory
 from itinera.db.models import TENANT_TABLES, Destination, new_id
 from itinera.db.unit_of_work import TENANT_SETTING, UnitOfWork
+from itinera.domain.itineraries.repository import ItineraryRepository
 from itinera.domain.users.repository import UserRepository
 from itinera.settings import Settings
 from tests.support.app import running_app
@@ -26,6 +27,17 @@ async def app_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """Connections of the service role, as the running service has them."""
     assert settings.database_url is not None
     engine = create_engine(settings.database_url, settings, application_name="tenancy-tests")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def service_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The service's own engine: transactions begun and ended by the unit of work."""
+    assert settings.database_url is not None
+    engine = create_engine(
+        settings.database_url, settings, application_name="tenancy-tests", driver_transactions=True
+    )
     yield engine
     await engine.dispose()
 
@@ -87,13 +99,18 @@ async def test_repositories_filter_by_org_even_without_rls(
 
 
 async def test_rls_holds_even_when_a_repository_asks_for_the_wrong_org(
-    tenant: Tenant, other_tenant: Tenant, app_engine: AsyncEngine
+    tenant: Tenant, other_tenant: Tenant, service_engine: AsyncEngine
 ) -> None:
     """Wall 2 alone: a repository built for org A inside org B's transaction finds nothing."""
-    uow = UnitOfWork(session_factory(app_engine), other_tenant.org_id)
+    uow = UnitOfWork(service_engine, other_tenant.org_id)
     try:
         repository = UserRepository(await uow.session(), tenant.org_id)
         assert await repository.get(tenant.admin.user_id) is None
+        itineraries = ItineraryRepository(await uow.driver(), tenant.org_id)
+        assert await itineraries.list(limit=10, after=None, created_by=None, status=None) == (
+            [],
+            None,
+        )
     finally:
         await uow.close()
 
@@ -108,10 +125,10 @@ async def test_the_setting_does_not_outlive_its_transaction(
         application_name="tenancy-tests",
         pool_size=1,
         max_overflow=0,
+        driver_transactions=True,
     )
     try:
-        sessions = session_factory(engine)
-        uow = UnitOfWork(sessions, tenant.org_id)
+        uow = UnitOfWork(engine, tenant.org_id)
         assert await UserRepository(await uow.session(), tenant.org_id).get(tenant.admin.user_id)
         await uow.commit()
         await uow.close()

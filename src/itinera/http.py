@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
 import redis.exceptions
 from sqlalchemy import exc as sa_exc
@@ -141,6 +142,12 @@ def error_response(error: errors.ItineraError) -> Response:
 
 # Failures of a dependency rather than of the request: the caller may retry.
 UNAVAILABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    # The driver's own, from the hot paths: a lost connection, a server
+    # shutting down or refusing connections, a statement cut off.
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection the server cut while it sat in the pool
+    asyncpg.exceptions.OperatorInterventionError,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.TimeoutError,  # pool exhausted

@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
-from sqlalchemy import func
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from starlette.types import Scope
 
 from itinera import scope as request_scope
 from itinera.db.models import IdempotencyRecord
-from itinera.db.tenancy import TenantRepository
+from itinera.db.prepared import Prepared
+from itinera.db.tenancy import TenantStatements
 from itinera.errors import MalformedInputError
 from itinera.http import UNDECODABLE
 
@@ -72,24 +72,47 @@ class StoredResponse(msgspec.Struct, frozen=True):
     body: bytes
 
 
-class IdempotencyRecords(TenantRepository):
+_RECORD = and_(
+    IdempotencyRecord.org_id == bindparam("org_id"),
+    IdempotencyRecord.user_id == bindparam("user_id"),
+    IdempotencyRecord.key == bindparam("key"),
+)
+FIND = Prepared(
+    select(
+        IdempotencyRecord.fingerprint,
+        IdempotencyRecord.status,
+        IdempotencyRecord.headers,
+        IdempotencyRecord.body,
+    ).where(_RECORD, IdempotencyRecord.expires_at > func.now())
+)
+_STORED = ("fingerprint", "status", "headers", "body")
+_insert = pg_insert(IdempotencyRecord).values(
+    org_id=bindparam("org_id"),
+    user_id=bindparam("user_id"),
+    key=bindparam("key"),
+    **{name: bindparam(name) for name in _STORED},
+    created_at=func.now(),
+    expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, bindparam("ttl_seconds")),
+)
+# An expired record of the same key may still be there (sweeps only reclaim
+# space): the caller holds the key's lock, so overwrite it.
+STORE = Prepared(
+    _insert.on_conflict_do_update(
+        index_elements=[IdempotencyRecord.org_id, IdempotencyRecord.user_id, IdempotencyRecord.key],
+        set_={
+            name: getattr(_insert.excluded, name) for name in (*_STORED, "created_at", "expires_at")
+        },
+    )
+)
+
+
+class IdempotencyRecords(TenantStatements):
     async def find(self, user_id: uuid.UUID, key: str) -> tuple[bytes, StoredResponse] | None:
         """The live record of the key; an expired one counts as absent."""
-        statement = self.select_from(
-            IdempotencyRecord,
-            IdempotencyRecord.fingerprint,
-            IdempotencyRecord.status,
-            IdempotencyRecord.headers,
-            IdempotencyRecord.body,
-        ).where(
-            IdempotencyRecord.user_id == user_id,
-            IdempotencyRecord.key == key,
-            IdempotencyRecord.expires_at > func.now(),
-        )
-        row = (await self.session.execute(statement)).first()
+        row = await self.fetchrow(FIND, user_id=user_id, key=key)
         if row is None:
             return None
-        return row.fingerprint, StoredResponse(row.status, row.headers, row.body)
+        return row["fingerprint"], StoredResponse(row["status"], row["headers"], row["body"])
 
     async def store(
         self,
@@ -97,27 +120,15 @@ class IdempotencyRecords(TenantRepository):
         key: str,
         request_fingerprint: bytes,
         response: StoredResponse,
-        ttl: timedelta,
+        ttl_seconds: int,
     ) -> None:
-        values = {
-            "fingerprint": request_fingerprint,
-            "status": response.status,
-            "headers": response.headers,
-            "body": response.body,
-            "created_at": func.now(),
-            "expires_at": func.now() + ttl,
-        }
-        # An expired record of the same key may still be there (sweeps only
-        # reclaim space): the caller holds the key's lock, so overwrite it.
-        statement = pg_insert(IdempotencyRecord).values(
-            org_id=self.org_id, user_id=user_id, key=key, **values
+        await self.fetchrow(
+            STORE,
+            user_id=user_id,
+            key=key,
+            fingerprint=request_fingerprint,
+            status=response.status,
+            headers=response.headers,
+            body=response.body,
+            ttl_seconds=ttl_seconds,
         )
-        statement = statement.on_conflict_do_update(
-            index_elements=[
-                IdempotencyRecord.org_id,
-                IdempotencyRecord.user_id,
-                IdempotencyRecord.key,
-            ],
-            set_={name: getattr(statement.excluded, name) for name in values},
-        )
-        await self.session.execute(statement)

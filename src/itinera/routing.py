@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 import msgspec
-from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
-from itinera.db.errors import domain_error
+from itinera.db.errors import DATABASE_ERRORS, domain_error
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.errors import AuthenticationError, FieldError, InvalidInputError, ItineraError
 from itinera.http import MALFORMED, UNDECODABLE, error_response, problem_response
@@ -225,7 +224,7 @@ class EndpointApp:
             response = problem_response(400, exc.detail, type=MALFORMED)
         except ItineraError as exc:
             response = error_response(exc)
-        except DBAPIError as exc:
+        except DATABASE_ERRORS as exc:
             # A statement the handler did not guard still failed on the input.
             error = domain_error(exc)
             if error is None:

@@ -65,7 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_max_overflow: Annotated[int, Meta(ge=0)] = 5
     db_pool_timeout_seconds: PositiveFloat = 5.0
     db_pool_recycle_seconds: PositiveSeconds = 1800
-    db_pool_pre_ping: bool = True
+    db_pool_pre_ping: bool = False
     db_connect_timeout_seconds: PositiveFloat = 5.0
     db_command_timeout_seconds: PositiveFloat = 30.0
     redis_timeout_seconds: PositiveFloat = 0.25

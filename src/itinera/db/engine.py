@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -36,6 +37,13 @@ def _encode_json(value: Any) -> str:
     return _json_encoder.encode(value).decode()
 
 
+# The dialect statements are compiled with when they run on the driver
+# directly (see itinera.db.prepared): configured like the engines'.
+DIALECT = PGDialect_asyncpg(  # type: ignore[no-untyped-call]
+    json_serializer=_encode_json, json_deserializer=msgspec.json.decode
+)
+
+
 def create_engine(
     url: str,
     settings: Settings,
@@ -43,9 +51,18 @@ def create_engine(
     application_name: str,
     pool_size: int | None = None,
     max_overflow: int | None = None,
+    driver_transactions: bool = False,
 ) -> AsyncEngine:
+    """An engine for one role.
+
+    With ``driver_transactions`` SQLAlchemy leaves transactions alone (the
+    AUTOCOMMIT isolation level): the unit of work begins and ends them on the
+    driver itself, so its hot statements can run there directly.
+    """
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if driver_transactions else {}
     return create_async_engine(
         async_url(url),
+        **options,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -70,18 +87,23 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """Both roles' engines and session factories, opened and closed by the lifespan."""
+    """Both roles' engines, opened and closed by the lifespan.
+
+    Requests take the service role's connections through the unit of work;
+    sweeps use the owner's sessions.
+    """
 
     app_engine: AsyncEngine
     owner_engine: AsyncEngine
-    app_sessions: async_sessionmaker[AsyncSession]
     owner_sessions: async_sessionmaker[AsyncSession]
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
         if settings.database_url is None or settings.admin_database_url is None:
             raise RuntimeError("database URLs are resolved before the database is opened")
-        app_engine = create_engine(settings.database_url, settings, application_name="itinera")
+        app_engine = create_engine(
+            settings.database_url, settings, application_name="itinera", driver_transactions=True
+        )
         # The owner pool serves sweepers and readiness only: keep it small.
         owner_engine = create_engine(
             settings.admin_database_url,
@@ -93,7 +115,6 @@ class Database:
         return cls(
             app_engine=app_engine,
             owner_engine=owner_engine,
-            app_sessions=session_factory(app_engine),
             owner_sessions=session_factory(owner_engine),
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from itinera.errors import DuplicateError, FieldError, InvalidInputError, ItineraError
@@ -19,16 +20,25 @@ DATA_EXCEPTION_CLASS = "22"
 PROGRAM_LIMIT_CLASS = "54"
 
 
-def sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
+# A database error as SQLAlchemy raises it, or as the driver does (hot paths).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, asyncpg.PostgresError)
 
 
-def constraint_name(exc: DBAPIError) -> str | None:
-    driver_error = getattr(exc.orig, "__cause__", None)
-    return getattr(driver_error, "constraint_name", None)
+def _driver_error(exc: Exception) -> object:
+    if isinstance(exc, DBAPIError):
+        return getattr(exc.orig, "__cause__", None)
+    return exc
 
 
-def _referenced_field(exc: DBAPIError) -> list[FieldError]:
+def sqlstate(exc: Exception) -> str | None:
+    return getattr(_driver_error(exc), "sqlstate", None)
+
+
+def constraint_name(exc: Exception) -> str | None:
+    return getattr(_driver_error(exc), "constraint_name", None)
+
+
+def _referenced_field(exc: Exception) -> list[FieldError]:
     """Foreign keys are named ``fk_<table>_org_id_<column>`` (naming convention)."""
     name = constraint_name(exc) or ""
     _, sep, column = name.partition("_org_id_")
@@ -38,7 +48,7 @@ def _referenced_field(exc: DBAPIError) -> list[FieldError]:
 
 
 def domain_error(
-    exc: DBAPIError,
+    exc: Exception,
     *,
     duplicate: str = "a resource with these values already exists",
     reference: str = "a referenced resource does not exist",
@@ -69,7 +79,7 @@ def translate_integrity_errors(
     """Raise the domain error of a database error the input caused, with these messages."""
     try:
         yield
-    except DBAPIError as exc:
+    except DATABASE_ERRORS as exc:
         error = domain_error(exc, duplicate=duplicate, reference=reference, check=check)
         if error is None:
             raise

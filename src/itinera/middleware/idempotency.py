@@ -9,9 +9,6 @@ connection, so there is no pending state and no lease to expire.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from itinera import scope as request_scope
@@ -62,12 +59,12 @@ class IdempotencyMiddleware:
         uow = request_scope.unit_of_work(scope)
         request_fingerprint = fingerprint(scope)
         try:
-            (granted,) = await uow.begin(
-                func.pg_try_advisory_xact_lock(lock_id(principal.org_id, principal.user_id, key))
+            granted = await uow.begin(
+                advisory_lock=lock_id(principal.org_id, principal.user_id, key)
             )
             # A statement of its own: its snapshot is taken after the lock, so
             # it sees the record of a request that held the lock a moment ago.
-            records = IdempotencyRecords(await uow.session(), principal.org_id)
+            records = IdempotencyRecords(await uow.driver(), principal.org_id)
             found = await records.find(principal.user_id, key)
         except ItineraError as exc:
             await error_response(exc)(scope, receive, send)
@@ -114,7 +111,7 @@ class IdempotencyMiddleware:
                 key,
                 request_fingerprint,
                 StoredResponse(status, headers, body),
-                timedelta(seconds=settings.idempotency_ttl_seconds),
+                settings.idempotency_ttl_seconds,
             )
         await uow.commit()
         for message in held:

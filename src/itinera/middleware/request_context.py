@@ -69,20 +69,21 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started
             route = request_scope.route_template(scope) or "unmatched"
-            principal = request_scope.principal(scope)
             self.metrics.observe_request(scope["method"], route, status, duration)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "org": str(principal.org_id) if principal else None,
-                    "user": str(principal.user_id) if principal else None,
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                principal = request_scope.principal(scope)
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "org": str(principal.org_id) if principal else None,
+                        "user": str(principal.user_id) if principal else None,
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 3),
+                    },
+                )
 
 
 def _request_id(scope: Scope) -> str:

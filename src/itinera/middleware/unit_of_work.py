@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from itinera import scope as request_scope
@@ -23,11 +22,11 @@ class UnitOfWorkMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = request_scope.principal(scope)
-        sessions = request_scope.resources(scope).db.app_sessions
+        engine = request_scope.resources(scope).db.app_engine
         if principal is None:
-            uow = UnitOfWork(sessions)
+            uow = UnitOfWork(engine)
         else:
-            uow = UnitOfWork(sessions, principal.org_id, user_id=principal.user_id)
+            uow = UnitOfWork(engine, principal.org_id, user_id=principal.user_id)
         scope[request_scope.UNIT_OF_WORK] = uow
         held: list[Message] = []
         status = 500
@@ -45,9 +44,8 @@ class UnitOfWorkMiddleware:
             else:
                 await uow.rollback()
         finally:
-            # Shielded: the connection must go back to the pool clean even
-            # when the request is cancelled (client gone, server stopping).
-            with anyio.CancelScope(shield=True):
-                await uow.close()
+            # Shielded inside: the connection must go back to the pool clean
+            # even when the request is cancelled (client gone, server stopping).
+            await uow.close()
         for message in held:
             await send(message)

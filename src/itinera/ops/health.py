@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import msgspec
 from anyio import fail_after
+from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
-from itinera.db.schema import SchemaStatus, compare, observe_schema
+from itinera.db.schema import ObservedSchema, SchemaStatus, compare, observe_schema
 from itinera.http import JSONResponse
 from itinera.lifespan import Resources
 from itinera.routing import Api, Context
@@ -67,12 +68,23 @@ async def ready(ctx: Context) -> Response:
     return JSONResponse(body, status_code=503 if fatal else 200)
 
 
+async def _observe(resources: Resources) -> ObservedSchema:
+    with fail_after(resources.settings.readiness_timeout_seconds):
+        async with resources.db.app_engine.connect() as conn:
+            return await observe_schema(conn)
+
+
 async def _check_postgres(resources: Resources) -> tuple[DependencyCheck, DependencyCheck]:
     expected = resources.schema
     try:
-        with fail_after(resources.settings.readiness_timeout_seconds):
-            async with resources.db.app_engine.connect() as conn:
-                observed = await observe_schema(conn)
+        try:
+            observed = await _observe(resources)
+        except DBAPIError as exc:
+            # A pooled connection from before a database restart fails once
+            # (and takes its pool with it): ask again on a fresh one.
+            if not exc.connection_invalidated:
+                raise
+            observed = await _observe(resources)
     except Exception as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
         return (

@@ -1,45 +1,98 @@
-"""Itineraries: conditional writes decided by one UPDATE on the version."""
+"""Itineraries: conditional writes decided by one UPDATE on the version.
+
+Reading and creating itineraries are the service's hottest requests, so every
+statement here is compiled once and runs on the driver (``db.prepared``);
+variants (filters of a list, the fields of a PATCH) are compiled on first use.
+"""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, insert, select
+import asyncpg
+from sqlalchemy import ARRAY, Integer, bindparam, delete, exists, func, insert, select, update
 
 from itinera.db.errors import translate_integrity_errors
 from itinera.db.models import Itinerary as ItineraryRow
 from itinera.db.models import new_id
-from itinera.db.tenancy import TenantRepository
-from itinera.domain.itineraries.schemas import Itinerary
+from itinera.db.prepared import Prepared
+from itinera.db.tenancy import TenantStatements
+from itinera.domain.itineraries.schemas import Itinerary, ItineraryCreate
 from itinera.errors import NotFoundError, StaleVersionError
 
 COLUMNS = tuple(ItineraryRow.__table__.c[name] for name in Itinerary.__struct_fields__)
+WRITABLE = ("title", "start_date", "end_date", "status", "data", "agent_run_id", "destination_id")
 DATE_RULE = "start_date must not be after end_date"
 
+_ORG = ItineraryRow.org_id == bindparam("org_id")
+_ID = ItineraryRow.id == bindparam("id")
+_VERSION_IN = ItineraryRow.version == func.any(bindparam("versions", type_=ARRAY(Integer)))
 
-def _version_is(versions: Collection[int]) -> ColumnElement[bool]:
-    if len(versions) == 1:
-        return ItineraryRow.version == next(iter(versions))
-    return ItineraryRow.version.in_(sorted(versions))
+CREATE = Prepared(
+    insert(ItineraryRow)
+    .values(
+        org_id=bindparam("org_id"),
+        id=bindparam("id"),
+        created_by=bindparam("created_by"),
+        **{name: bindparam(name) for name in WRITABLE},
+    )
+    .returning(*COLUMNS)
+)
+GET = Prepared(select(*COLUMNS).where(_ORG, _ID))
+EXISTS = Prepared(select(exists().where(_ORG, _ID)))
+DELETE = Prepared(delete(ItineraryRow).where(_ORG, _ID).returning(ItineraryRow.id))
+DELETE_VERSION = Prepared(
+    delete(ItineraryRow).where(_ORG, _ID, _VERSION_IN).returning(ItineraryRow.id)
+)
 
 
-class ItineraryRepository(TenantRepository):
-    async def create(self, created_by: uuid.UUID, values: dict[str, Any]) -> Itinerary:
-        statement = (
-            insert(ItineraryRow)
-            .values(org_id=self.org_id, id=new_id(), created_by=created_by, **values)
-            .returning(*COLUMNS)
+@functools.cache
+def _update(fields: frozenset[str]) -> Prepared:
+    """Write ``fields`` over one of the given versions, bumping the version."""
+    return Prepared(
+        update(ItineraryRow)
+        .where(_ORG, _ID, _VERSION_IN)
+        .values(
+            {
+                **{name: bindparam(name) for name in sorted(fields)},
+                "version": ItineraryRow.version + 1,
+                "updated_at": func.now(),
+            }
         )
+        .returning(*COLUMNS)
+    )
+
+
+@functools.cache
+def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
+    statement = select(*COLUMNS).where(_ORG)
+    if by_creator:
+        statement = statement.where(ItineraryRow.created_by == bindparam("created_by"))
+    if by_status:
+        statement = statement.where(ItineraryRow.status == bindparam("status"))
+    if after:
+        statement = statement.where(ItineraryRow.id < bindparam("after"))
+    return Prepared(statement.order_by(ItineraryRow.id.desc()).limit(bindparam("limit")))
+
+
+def _itinerary(row: asyncpg.Record) -> Itinerary:
+    return Itinerary(**dict(row.items()))
+
+
+class ItineraryRepository(TenantStatements):
+    async def create(self, created_by: uuid.UUID, itinerary: ItineraryCreate) -> Itinerary:
+        values = {name: getattr(itinerary, name) for name in WRITABLE}
         with translate_integrity_errors(check=DATE_RULE):
-            row = (await self.session.execute(statement)).one()
-        return Itinerary(**row._mapping)
+            row = await self.fetchrow(CREATE, id=new_id(), created_by=created_by, **values)
+        assert row is not None
+        return _itinerary(row)
 
     async def get(self, itinerary_id: uuid.UUID) -> Itinerary | None:
-        statement = self.select_from(ItineraryRow, *COLUMNS).where(ItineraryRow.id == itinerary_id)
-        row = (await self.session.execute(statement)).first()
-        return Itinerary(**row._mapping) if row else None
+        row = await self.fetchrow(GET, id=itinerary_id)
+        return _itinerary(row) if row else None
 
     async def list(
         self,
@@ -49,43 +102,33 @@ class ItineraryRepository(TenantRepository):
         created_by: uuid.UUID | None,
         status: str | None,
     ) -> tuple[list[Itinerary], uuid.UUID | None]:
-        statement = self.select_from(ItineraryRow, *COLUMNS)
-        if created_by is not None:
-            statement = statement.where(ItineraryRow.created_by == created_by)
-        if status is not None:
-            statement = statement.where(ItineraryRow.status == status)
-        rows, next_key = await self.fetch_page(statement, ItineraryRow.id, limit=limit, after=after)
-        return [Itinerary(**row._mapping) for row in rows], next_key
+        statement = _list(created_by is not None, status is not None, after is not None)
+        rows, next_key = await self.fetch_page(
+            statement, "id", limit=limit, after=after, created_by=created_by, status=status
+        )
+        return [_itinerary(row) for row in rows], next_key
 
     async def update(
         self, itinerary_id: uuid.UUID, versions: Collection[int], values: dict[str, Any]
     ) -> Itinerary:
         """Write only over one of ``versions``: two writers of one version never both win."""
-        statement = (
-            self.update_of(ItineraryRow)
-            .where(ItineraryRow.id == itinerary_id, _version_is(versions))
-            .values(**values, version=ItineraryRow.version + 1, updated_at=func.now())
-            .returning(*COLUMNS)
-        )
+        statement = _update(frozenset(values))
         with translate_integrity_errors(check=DATE_RULE):
-            row = (await self.session.execute(statement)).first()
+            row = await self.fetchrow(statement, id=itinerary_id, versions=list(versions), **values)
         if row is None:
             raise await self._why_not(itinerary_id)
-        return Itinerary(**row._mapping)
+        return _itinerary(row)
 
     async def delete(self, itinerary_id: uuid.UUID, versions: Collection[int] | None) -> None:
-        statement = self.delete_from(ItineraryRow).where(ItineraryRow.id == itinerary_id)
-        if versions is not None:
-            statement = statement.where(_version_is(versions))
-        deleted = (await self.session.execute(statement.returning(ItineraryRow.id))).first()
+        if versions is None:
+            deleted = await self.fetchrow(DELETE, id=itinerary_id)
+        else:
+            deleted = await self.fetchrow(DELETE_VERSION, id=itinerary_id, versions=list(versions))
         if deleted is None:
             raise await self._why_not(itinerary_id)
 
     async def _why_not(self, itinerary_id: uuid.UUID) -> Exception:
         """A conditional write matched nothing: the row is gone, or its version moved on."""
-        there = await self.session.scalar(
-            select(exists().where(self.owned(ItineraryRow), ItineraryRow.id == itinerary_id))
-        )
-        if there:
+        if await self.fetchval(EXISTS, id=itinerary_id):
             return StaleVersionError("the itinerary has changed; fetch it again")
         return NotFoundError("no such itinerary")

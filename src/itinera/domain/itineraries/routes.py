@@ -23,7 +23,7 @@ api = Api(tag="itineraries")
 
 
 async def _repository(ctx: Context) -> ItineraryRepository:
-    return ItineraryRepository(await ctx.uow.session(), ctx.principal.org_id)
+    return ItineraryRepository(await ctx.uow.driver(), ctx.principal.org_id)
 
 
 def _answer(itinerary: Itinerary, status: int = 200) -> Response:
@@ -58,8 +58,7 @@ async def list_itineraries(ctx: Context, query: ItineraryListQuery) -> Response:
 )
 async def create_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     _check_dates(body)
-    values = {name: getattr(body, name) for name in body.__struct_fields__}
-    itinerary = await (await _repository(ctx)).create(ctx.principal.user_id, values)
+    itinerary = await (await _repository(ctx)).create(ctx.principal.user_id, body)
     return _answer(itinerary, 201)
 
 
