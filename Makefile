@@ -27,19 +27,26 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff format --check src tests migrations
-	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/mypy --strict src
 
 typecheck: install
 	$(BIN)/mypy --strict src
 
 fmt: install
-	$(BIN)/ruff format src tests migrations
-	$(BIN)/ruff check --fix src tests migrations
+	$(BIN)/ruff format src tests migrations bench
+	$(BIN)/ruff check --fix src tests migrations bench
 
 migrate: install
 	$(BIN)/itinera migrate
+
+# A load run (not part of `make test`): the service from nothing on the embedded
+# defaults under .bench/, wrk at 64 connections against it and against bare
+# Starlette + asyncpg ceilings, vector search over 100k chunks; one table,
+# also in .bench/results.json. BENCH_SECONDS (default 10) per measured run.
+bench: install
+	$(BIN)/python -m bench.run
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock:

