@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from itinera.db.models import AppUser, RefreshToken
+from itinera.errors import AuthenticationError
 from itinera.security.passwords import PasswordHasher
 from itinera.security.principal import Principal
 from itinera.settings import Settings
@@ -271,3 +272,23 @@ async def test_token_for_a_deleted_user(
 async def test_wrong_scheme_is_refused(client: httpx.AsyncClient, tenant: Tenant) -> None:
     response = await client.get("/v1/me", headers={"Authorization": f"Basic {tenant.member.token}"})
     assert response.status_code == 401
+
+
+def test_a_remembered_token_still_expires(settings: Settings, tenant: Tenant) -> None:
+    tokens = access_tokens(settings)
+    principal = Principal(tenant.member.user_id, tenant.org_id, "member")
+    token = tokens.issue(principal, now=time.time() - 899)
+    assert tokens.verify(token) == principal
+    assert tokens.verify(token) == principal  # remembered
+    time.sleep(1.1)
+    with pytest.raises(AuthenticationError, match="expired"):
+        tokens.verify(token)
+
+
+def test_only_the_exact_token_is_remembered(settings: Settings, tenant: Tenant) -> None:
+    tokens = access_tokens(settings)
+    token = tokens.issue(Principal(tenant.member.user_id, tenant.org_id, "member"))
+    tokens.verify(token)
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(AuthenticationError):
+        tokens.verify(tampered)

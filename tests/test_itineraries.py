@@ -253,3 +253,12 @@ async def test_a_cursor_of_another_route_is_refused(
         "/v1/itineraries", params={"cursor": cursor}, headers=tenant.admin.headers
     )
     assert_problem(response, 400, "/problems/malformed")
+
+
+@pytest.mark.parametrize("query", ["user_id=null", "status=null", "status=draft&status=final"])
+async def test_list_parameters_are_read_strictly(
+    client: httpx.AsyncClient, tenant: Tenant, query: str
+) -> None:
+    response = await client.get(f"/v1/itineraries?{query}", headers=tenant.member.headers)
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["parameter"] in ("user_id", "status")

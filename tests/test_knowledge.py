@@ -279,3 +279,21 @@ async def test_bad_searches_are_422(
     problem = assert_problem(response, 422)
     if pointer is not None:
         assert problem["errors"][0]["pointer"] == pointer
+
+
+async def test_vectors_of_any_magnitude_compare_by_direction(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """pgvector computes in single precision: vectors are stored at unit length."""
+    await ingest(
+        client,
+        tenant.member,
+        chunks=[
+            {"text": "tiny", "vector": axis(0, 1e-46)},
+            {"text": "huge", "vector": axis(1, 1e30)},
+        ],
+    )
+    tiny = await search(client, tenant.member, query_vector=axis(0, 1e-40), k=1)
+    huge = await search(client, tenant.member, query_vector=axis(1, 3e19), k=1)
+    assert [(r["chunk_text"], r["score"]) for r in tiny] == [("tiny", pytest.approx(1.0))]
+    assert [(r["chunk_text"], r["score"]) for r in huge] == [("huge", pytest.approx(1.0))]

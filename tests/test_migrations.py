@@ -25,6 +25,10 @@ OUR_OBJECTS = text(
      WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic\\_version%'
        AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
     UNION ALL
+    SELECT 'function ' || proname FROM pg_proc
+     WHERE pronamespace = 'public'::regnamespace
+       AND proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    UNION ALL
     SELECT 'policy ' || polname FROM pg_policy
     UNION ALL
     SELECT 'type ' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
@@ -92,6 +96,15 @@ async def test_upgrade_from_empty_creates_every_table_with_row_level_security(
                 text("SELECT rolbypassrls, rolsuper FROM pg_roles WHERE rolname = 'itinera_app'")
             )
         ).one()
+        begin_executors = {
+            row.grantee
+            for row in await conn.execute(
+                text(
+                    "SELECT grantee FROM information_schema.routine_privileges "
+                    "WHERE routine_name = 'itinera_begin' AND privilege_type = 'EXECUTE'"
+                )
+            )
+        }
         app_owns = await conn.scalar(
             text(
                 "SELECT count(*) FROM pg_class "
@@ -108,6 +121,7 @@ async def test_upgrade_from_empty_creates_every_table_with_row_level_security(
     assert vector_type == "vector(1536)"
     assert app_role == (False, False)
     assert app_owns == 0
+    assert begin_executors == {"itinera_app", "itinera_owner"}, "not PUBLIC"
 
 
 async def test_downgrade_to_base_leaves_nothing_behind(

@@ -18,6 +18,7 @@ from itinera.app import all_operations
 from itinera.ops.openapi import build_document
 from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context, Idempotency, Operation
+from itinera.settings import Settings
 
 COMPONENT_KEY = re.compile(r"^[a-zA-Z0-9._-]+$")
 CONVERTOR = re.compile(r"{(\w+):\w+}")
@@ -231,6 +232,7 @@ def test_the_generator_handles_any_declaration_generically() -> None:
         "422",
         "428",
         "429",
+        "431",
         "503",
     }
     assert document["paths"]["/v1/other"]["get"]["operationId"] == "other.put_thing"
@@ -264,3 +266,13 @@ async def test_docs_page_is_html_that_loads_nothing_from_elsewhere(
     digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
     assert policy["script-src"] == f"'sha256-{digest}'"
     assert "unsafe" not in response.headers["content-security-policy"]
+
+
+async def test_vectors_are_documented_at_the_configured_dimension(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    search = document["components"]["schemas"]["SearchRequest"]["properties"]["query_vector"]
+    vector = next(s for s in search["anyOf"] if s.get("type") == "array")
+    assert vector["minItems"] == vector["maxItems"] == settings.embedding_dim
+    assert "x-embedding-vector" not in str(document)

@@ -53,9 +53,10 @@ def sweep_settings(sweep_db: ScratchDatabase, redis_url: str) -> Settings:
 @pytest.fixture(scope="module")
 async def owner(sweep_settings: Settings) -> AsyncIterator[AsyncEngine]:
     assert sweep_settings.admin_database_url is not None
-    engine = create_engine(
-        sweep_settings.admin_database_url, sweep_settings, application_name="sweep-tests"
-    )
+    # Setting up 200 000 rows on a busy two-core machine may outlast the
+    # service's 30 s statement timeout; the tests' own statements may take longer.
+    patient = sweep_settings.replace(db_command_timeout_seconds=600.0)
+    engine = create_engine(patient.admin_database_url or "", patient, application_name="sweep-tests")
     yield engine
     await engine.dispose()
 

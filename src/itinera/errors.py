@@ -56,6 +56,10 @@ class InvalidInputError(ItineraError):
     def at(cls, pointer: str, detail: str) -> InvalidInputError:
         return cls(detail, [FieldError(detail=detail, pointer=pointer)])
 
+    @classmethod
+    def at_parameter(cls, parameter: str, detail: str) -> InvalidInputError:
+        return cls(detail, [FieldError(detail=detail, parameter=parameter)])
+
 
 class MalformedInputError(ItineraError):
     pass

@@ -121,6 +121,7 @@ class Operation:
         hints = get_type_hints(self.handler)
         self.body_type = hints.get("body")
         self.query_type = hints.get("query")
+        self._integer_parameters = _integer_fields(self.query_type)
         self._body_decoder = (
             msgspec.json.Decoder(self.body_type) if self.body_type is not None else None
         )
@@ -147,9 +148,18 @@ class Operation:
         return body
 
     def decode_query(self, scope: Scope) -> Any:
-        params = dict(_query_pairs(scope))
+        """Query parameters, strictly: text stays text (``?user_id=null`` is not "no filter").
+
+        Only integer parameters are read from their digits; a parameter given
+        twice is refused rather than silently picked.
+        """
+        params: dict[str, Any] = {}
+        for name, value in _query_pairs(scope):
+            if name in params:
+                raise InvalidInputError.at_parameter(name, "give this parameter once")
+            params[name] = _integer(value) if name in self._integer_parameters else value
         try:
-            return msgspec.convert(params, self.query_type, strict=False)
+            return msgspec.convert(params, self.query_type)
         except msgspec.ValidationError as exc:
             raise InvalidInputError(
                 "the query parameters are not valid", [_field_error(str(exc), "parameter")]
@@ -273,6 +283,29 @@ def _is_json(scope: Scope) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
+
+
+def _integer_fields(struct: Any) -> frozenset[str]:
+    """The fields of a query Struct that hold integers (possibly optional)."""
+    if struct is None:
+        return frozenset()
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+
+    def holds_int(t: msgspec.inspect.Type) -> bool:
+        if isinstance(t, msgspec.inspect.Metadata):
+            return holds_int(t.type)
+        if isinstance(t, msgspec.inspect.UnionType):
+            return any(holds_int(member) for member in t.types)
+        return isinstance(t, msgspec.inspect.IntType)
+
+    return frozenset(field.encode_name for field in info.fields if holds_int(field.type))
+
+
+def _integer(value: str) -> int | str:
+    """The integer a parameter spells, or the text itself (validation will say why)."""
+    digits = value.removeprefix("-")
+    return int(value) if digits.isascii() and digits.isdigit() and len(digits) < 19 else value
 
 
 def _query_pairs(scope: Scope) -> list[tuple[str, str]]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 import anyio
 import asyncpg
-from asyncpg.transaction import Transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from itinera.errors import AuthenticationError
@@ -25,12 +23,11 @@ class UnitOfWork:
     else uses ``session()``, an AsyncSession on the same connection — one
     transaction either way.
 
-    The transaction opens with a single statement that applies the tenant
-    setting, and any other transaction-local settings, with
-    ``set_config(name, value, true)``: they vanish at commit or rollback, so
-    nothing leaks to the next user of the pooled connection. For an
-    authenticated request the same statement checks that the caller still
-    exists and is enabled, and idempotency folds its advisory lock into it.
+    The transaction opens in one round trip: ``BEGIN; SELECT itinera_begin(...)``
+    as a single message (see migration 0002) applies the tenant setting with
+    ``set_config(..., true)`` — gone at commit or rollback, so nothing leaks to
+    the next user of the pooled connection — checks that the caller still
+    exists and is enabled, and takes an idempotency key's advisory lock.
     """
 
     def __init__(
@@ -45,9 +42,12 @@ class UnitOfWork:
         self._user_id = user_id
         self._connection: AsyncConnection | None = None
         self._driver: asyncpg.Connection | None = None
-        self._transaction: Transaction | None = None
         self._session: AsyncSession | None = None
+        self._begun = False
         self._finished = False
+        # Set when a driver call failed other than by a plain SQL error: the
+        # connection's state is unknown, so it must not go back to the pool.
+        self._untrusted = False
 
     @property
     def org_id(self) -> uuid.UUID | None:
@@ -55,66 +55,69 @@ class UnitOfWork:
 
     @property
     def in_transaction(self) -> bool:
-        return self._transaction is not None and not self._finished
+        return self._begun and not self._finished
 
     async def set_tenant(self, org_id: uuid.UUID) -> None:
         """Choose the tenant of a public route's transaction (login and refresh learn it late).
 
-        Folded into the first statement when the transaction has not begun.
+        Folded into the opening message when the transaction has not begun.
         """
         if self._org_id is not None and self._org_id != org_id:
             raise RuntimeError("a transaction serves one tenant")
         self._org_id = org_id
-        if self._transaction is not None:
+        if self._begun:
             await self.apply_settings({TENANT_SETTING: str(org_id)})
 
     async def begin(
-        self, *, advisory_lock: int | None = None, settings: Mapping[str, str] | None = None
+        self, *, advisory_lock: int | None = None, savepoint: str | None = None
     ) -> bool | None:
-        """Open the transaction with its one opening statement.
+        """Open the transaction (and a first savepoint) in one round trip.
 
         Returns whether ``advisory_lock`` (a transaction-level lock) was
-        granted, or None when none was asked for.
+        granted, or None when none was asked for. When it was not, the
+        transaction is open all the same, without the lock or the savepoint.
         """
-        if self._transaction is not None or self._finished:
+        if self._begun or self._finished:
             raise RuntimeError("the unit of work has already begun")
-        driver = await self._open()
-        values = dict(settings or {})
+        driver = await self._connect()
+        try:
+            await driver.execute(self._opening(advisory_lock, savepoint))
+        except asyncpg.LockNotAvailableError:
+            # Held by a request with the same key: open again without it, so
+            # the caller can still read the key's record.
+            await driver.execute("ROLLBACK")
+            await driver.execute(self._opening(None, None))
+            self._begun = True
+            return False
+        except asyncpg.InvalidAuthorizationSpecificationError as exc:
+            self._begun = driver.is_in_transaction()
+            raise AuthenticationError("the user no longer exists or is disabled") from exc
+        except BaseException:
+            self._untrusted = True
+            raise
+        self._begun = True
+        return True if advisory_lock is not None else None
+
+    def _opening(self, advisory_lock: int | None, savepoint: str | None) -> str:
+        # Sent by the simple query protocol, which carries several statements
+        # but no parameters: every value inlined here is a UUID or an integer
+        # made by this process, never text from a request.
+        statements = ["BEGIN"]
         if self._org_id is not None:
-            values[TENANT_SETTING] = str(self._org_id)
-        columns: list[str] = []
-        arguments: list[Any] = []
-
-        def argument(value: Any) -> str:
-            arguments.append(value)
-            return f"${len(arguments)}"
-
-        for name, value in values.items():
-            columns.append(f"set_config({argument(name)}, {argument(value)}, true)")
-        # Order matters: PostgreSQL evaluates the select list left to right and
-        # runs the uncorrelated EXISTS (an InitPlan) only when its value is
-        # first needed, so the user check already sees the tenant setting
-        # that Row-Level Security filters on.
-        if self._user_id is not None:
-            columns.append(
-                f"EXISTS (SELECT 1 FROM app_user WHERE org_id = {argument(self._org_id)}"
-                f" AND id = {argument(self._user_id)} AND NOT disabled)"
+            member = f"'{uuid.UUID(str(self._user_id))}'" if self._user_id else "NULL"
+            lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
+            statements.append(
+                f"SELECT itinera_begin('{uuid.UUID(str(self._org_id))}', {member}, {lock})"
             )
-        if advisory_lock is not None:
-            columns.append(f"pg_try_advisory_xact_lock({argument(advisory_lock)})")
-        if not columns:
-            return None
-        row = await driver.fetchrow(f"SELECT {', '.join(columns)}", *arguments)
-        assert row is not None
-        if self._user_id is not None and not row[len(values)]:
-            raise AuthenticationError("the user no longer exists or is disabled")
-        return bool(row[-1]) if advisory_lock is not None else None
+        if savepoint is not None:
+            statements.append(f"SAVEPOINT {savepoint}")
+        return "; ".join(statements)
 
     async def driver(self) -> asyncpg.Connection:
         """The driver connection, inside the transaction (begun if need be)."""
         if self._finished:
             raise RuntimeError("the unit of work is finished")
-        if self._transaction is None:
+        if not self._begun:
             await self.begin()
         assert self._driver is not None
         return self._driver
@@ -129,21 +132,15 @@ class UnitOfWork:
         return self._session
 
     async def apply_settings(self, settings: Mapping[str, str]) -> None:
-        """Set transaction-local settings, folded into the first statement when possible."""
-        if self._transaction is None:
-            await self.begin(settings=settings)
-            return
-        assert self._driver is not None
+        """Set more transaction-local settings (search's HNSW knobs, a late tenant)."""
+        driver = await self.driver()
         names = list(settings)
         columns = ", ".join(
             f"set_config(${2 * n + 1}, ${2 * n + 2}, true)" for n in range(len(names))
         )
-        await self._driver.fetchrow(
+        await driver.fetchrow(
             f"SELECT {columns}", *(item for name in names for item in (name, settings[name]))
         )
-
-    async def savepoint(self, name: str) -> None:
-        await (await self.driver()).execute(f"SAVEPOINT {name}")
 
     async def rollback_to_savepoint(self, name: str) -> None:
         await (await self.driver()).execute(f"ROLLBACK TO SAVEPOINT {name}")
@@ -152,14 +149,18 @@ class UnitOfWork:
         # Finished only once it worked: after a failed COMMIT, close() tries a
         # rollback, and a connection that cannot even do that is discarded.
         if self.in_transaction:
-            assert self._transaction is not None
-            await self._transaction.commit()
+            assert self._driver is not None
+            try:
+                await self._driver.execute("COMMIT")
+            except BaseException:
+                self._untrusted = True
+                raise
             self._finished = True
 
     async def rollback(self) -> None:
         if self.in_transaction:
-            assert self._transaction is not None
-            await self._transaction.rollback()
+            assert self._driver is not None
+            await self._driver.execute("ROLLBACK")
             self._finished = True
 
     async def close(self) -> None:
@@ -170,37 +171,37 @@ class UnitOfWork:
         """
         with anyio.CancelScope(shield=True):
             connection, self._connection = self._connection, None
+            self._finished = True
+            if connection is None:
+                return
+            if self._untrusted:
+                await self._discard(connection)
+                return
             try:
                 if self._session is not None:
                     await self._session.close()
-                await self.rollback()
+                driver = self._driver
+                if driver is not None and not driver.is_closed() and driver.is_in_transaction():
+                    await driver.execute("ROLLBACK")
             except Exception:
-                if connection is not None:
-                    await self._discard(connection)
-                    connection = None
-            finally:
-                self._finished = True
-                if connection is not None:
-                    if self._driver is not None and self._driver.is_closed():
-                        await self._discard(connection)
-                    else:
-                        await connection.close()
+                await self._discard(connection)
+                return
+            if self._driver is not None and self._driver.is_closed():
+                await self._discard(connection)
+            else:
+                await connection.close()
 
-    async def _open(self) -> asyncpg.Connection:
+    async def _connect(self) -> asyncpg.Connection:
         connection = self._connection = await self._engine.connect()
         try:
             raw = await connection.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection
-            transaction = driver.transaction()
-            await transaction.start()
         except BaseException:
-            # Not even BEGIN went through: the connection is in no known state.
             self._connection = None
             with anyio.CancelScope(shield=True):
                 await self._discard(connection)
             raise
+        driver: asyncpg.Connection = raw.driver_connection
         self._driver = driver
-        self._transaction = transaction
         return driver
 
     async def _discard(self, connection: AsyncConnection) -> None:

@@ -60,7 +60,7 @@ class IdempotencyMiddleware:
         request_fingerprint = fingerprint(scope)
         try:
             granted = await uow.begin(
-                advisory_lock=lock_id(principal.org_id, principal.user_id, key)
+                advisory_lock=lock_id(principal.org_id, principal.user_id, key), savepoint=SAVEPOINT
             )
             # A statement of its own: its snapshot is taken after the lock, so
             # it sees the record of a request that held the lock a moment ago.
@@ -93,7 +93,6 @@ class IdempotencyMiddleware:
             return
 
         resources.metrics.idempotency_outcome("new")
-        await uow.savepoint(SAVEPOINT)
         held: list[Message] = []
 
         async def hold(message: Message) -> None:

@@ -75,6 +75,11 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...]]] = {
     412: ("PreconditionFailed", "If-Match names a stale or weak ETag; nothing changed.", ()),
     413: ("ContentTooLarge", "The body is larger than the configured limit.", ()),
     415: ("UnsupportedMediaType", "Send the body as application/json.", ("Accept",)),
+    431: (
+        "RequestHeaderFieldsTooLarge",
+        "The request headers together are larger than the configured limit.",
+        (),
+    ),
     422: (
         "UnprocessableContent",
         "The body or a parameter breaks the schema or a rule, or the Idempotency-Key "
@@ -147,7 +152,7 @@ Every response carries `X-Request-ID`."""
     uses_database=False,
 )
 async def openapi_document(ctx: Context) -> Response:
-    return Response(_encoded_document(), media_type=JSON)
+    return Response(_encoded_document(ctx.resources.settings.embedding_dim), media_type=JSON)
 
 
 @api.get(
@@ -163,17 +168,23 @@ async def api_docs(ctx: Context) -> Response:
 
 
 @functools.cache
-def _encoded_document() -> bytes:
+def _encoded_document(embedding_dim: int) -> bytes:
     # Imported here: the app module imports this one to register its routes.
     from itinera.app import all_operations
 
-    return msgspec.json.encode(build_document(all_operations()))
+    return msgspec.json.encode(build_document(all_operations(), embedding_dim))
 
 
-def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document describing ``operations``."""
+def build_document(
+    operations: Sequence[Operation], embedding_dim: int | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document describing ``operations``.
+
+    With ``embedding_dim``, embedding vectors are documented at exactly that length.
+    """
     types = _wire_types(operations)
     top_level, components = _schema_components(types)
+    _fix_vector_lengths(components, embedding_dim)
     schema_of = dict(zip(types, top_level, strict=True))
 
     paths: dict[str, dict[str, Any]] = {}
@@ -217,6 +228,18 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
         },
         "security": [{"bearerAuth": []}],
     }
+
+
+def _fix_vector_lengths(node: Any, embedding_dim: int | None) -> None:
+    """Schemas marked ``x-embedding-vector`` hold exactly the configured number of items."""
+    if isinstance(node, dict):
+        if node.pop("x-embedding-vector", False) and embedding_dim is not None:
+            node["minItems"] = node["maxItems"] = embedding_dim
+        for value in node.values():
+            _fix_vector_lengths(value, embedding_dim)
+    elif isinstance(node, list):
+        for value in node:
+            _fix_vector_lengths(value, embedding_dim)
 
 
 def _wire_types(operations: Sequence[Operation]) -> list[Any]:
@@ -408,8 +431,10 @@ def _error_statuses(operation: Operation, has_path_parameters: bool) -> set[int]
     idempotent = operation.idempotency is not Idempotency.NONE
     if operation.body_type is not None or operation.query_type is not None or idempotent:
         statuses |= {400, 422}
+    # Every request passes the size limits, with a body or not.
+    statuses |= {413, 431}
     if operation.body_type is not None:
-        statuses |= {413, 415}
+        statuses.add(415)
     if idempotent:
         statuses.add(409)  # the same key still in flight
     if has_path_parameters:

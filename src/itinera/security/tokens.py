@@ -25,15 +25,27 @@ class AccessClaims(msgspec.Struct, frozen=True):
     sub: uuid.UUID
     org_id: uuid.UUID
     role: Literal["member", "admin"]
+    exp: int
 
 
 class AccessTokens:
-    """Issues and verifies access tokens; the algorithm is pinned, ``exp`` and ``iat`` required."""
+    """Issues and verifies access tokens; the algorithm is pinned, ``exp`` and ``iat`` required.
 
-    def __init__(self, secret: str, *, issuer: str, audience: str) -> None:
+    A client sends the same token with every request for up to 15 minutes:
+    verified tokens are remembered (by their exact text, until their own
+    expiry) so the signature and claims are checked once, not per request.
+    Whether the user still exists and is enabled is checked per request
+    anyway, by the unit of work.
+    """
+
+    def __init__(
+        self, secret: str, *, issuer: str, audience: str, remembered: int = 10_000
+    ) -> None:
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
+        self._remembered = remembered
+        self._verified: dict[str, tuple[Principal, int]] = {}
 
     def issue(self, principal: Principal, *, now: float | None = None) -> str:
         issued_at = int(time.time() if now is None else now)
@@ -50,6 +62,20 @@ class AccessTokens:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires_at = known
+            if time.time() < expires_at:
+                return principal
+            del self._verified[token]
+        principal, expires_at = self._verify(token)
+        if len(self._verified) >= self._remembered:
+            # Dicts keep insertion order: forget the oldest.
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, int]:
         try:
             payload = jwt.decode(
                 token,
@@ -64,7 +90,8 @@ class AccessTokens:
             raise AuthenticationError("the access token has expired") from exc
         except (jwt.InvalidTokenError, msgspec.ValidationError) as exc:
             raise AuthenticationError("the access token is not valid") from exc
-        return Principal(user_id=claims.sub, org_id=claims.org_id, role=claims.role)
+        principal = Principal(user_id=claims.sub, org_id=claims.org_id, role=claims.role)
+        return principal, claims.exp
 
 
 def new_refresh_token(org_id: uuid.UUID) -> str:

@@ -14,6 +14,7 @@ from itinera.db.models import Embedding, new_id
 from itinera.db.models import KnowledgeItem as ItemRow
 from itinera.db.tenancy import TenantRepository
 from itinera.domain.knowledge.schemas import Chunk, ChunkIn, KnowledgeCreate, KnowledgeItem
+from itinera.domain.knowledge.vectors import unit
 
 ITEM_COLUMNS = (
     ItemRow.id,
@@ -77,7 +78,7 @@ class KnowledgeRepository(TenantRepository):
                 "chunk_index": index,
                 "chunk_text": chunk.text,
                 "model": chunk.model,
-                "embedding": chunk.vector,
+                "embedding": None if chunk.vector is None else unit(chunk.vector),
                 "destination_id": item.destination_id,
             }
             for index, chunk in enumerate(chunks)

@@ -17,7 +17,16 @@ ItemTitle = Annotated[str, Meta(min_length=1, max_length=500)]
 Body = Annotated[str, Meta(min_length=1, max_length=200_000)]
 ChunkText = Annotated[str, Meta(min_length=1, max_length=20_000)]
 ModelName = Annotated[str, Meta(min_length=1, max_length=200)]
-Vector = Annotated[list[float], Meta(min_length=1, max_length=2000)]
+# The OpenAPI document narrows these bounds to the configured dimension.
+Vector = Annotated[
+    list[float],
+    Meta(
+        min_length=1,
+        max_length=2000,
+        description="ITINERA_EMBEDDING_DIM finite numbers, not all zero",
+        extra_json_schema={"x-embedding-vector": True},
+    ),
+]
 QueryText = Annotated[str, Meta(min_length=1, max_length=2000)]
 
 

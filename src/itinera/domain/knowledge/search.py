@@ -14,6 +14,7 @@ from itinera.db.models import KnowledgeItem as ItemRow
 from itinera.db.tenancy import TenantRepository
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.domain.knowledge.schemas import SearchRequest, SearchResult
+from itinera.domain.knowledge.vectors import unit
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.)
 
@@ -79,7 +80,8 @@ class KnowledgeSearch(TenantRepository):
         iterative scans may return it slightly out of order, so the outer
         query sorts again. ``min_similarity`` applies after the top n.
         """
-        distance = Embedding.embedding.cosine_distance(request.query_vector)
+        assert request.query_vector is not None
+        distance = Embedding.embedding.cosine_distance(unit(request.query_vector))
         filters = self._filters(request)
         if request.model is not None:
             filters.append(Embedding.model == request.model)

@@ -1,4 +1,4 @@
-"""What makes a query or chunk vector usable for cosine similarity."""
+"""What makes a query or chunk vector usable for cosine similarity, and its stored form."""
 
 from __future__ import annotations
 
@@ -24,3 +24,18 @@ def vector_errors(vectors: list[tuple[str, list[float]]], dim: int) -> list[Fiel
         for pointer, vector in vectors
         if (problem := vector_problem(vector, dim)) is not None
     ]
+
+
+def unit(vector: list[float]) -> list[float]:
+    """The vector scaled to length 1 (computed in double precision, overflow-safe).
+
+    Cosine similarity ignores length, and pgvector computes in single
+    precision: a unit vector never overflows or vanishes there, whatever the
+    magnitude the client sent. A usable vector (see ``vector_problem``) only.
+    """
+    # Scaled by the largest component first: the length of the original may
+    # not be a finite double (two components near 1.8e308 already overflow).
+    largest = max(abs(x) for x in vector)
+    scaled = [x / largest for x in vector]
+    length = math.hypot(*scaled)
+    return [x / length for x in scaled]
