@@ -56,7 +56,9 @@ async def owner(sweep_settings: Settings) -> AsyncIterator[AsyncEngine]:
     # Setting up 200 000 rows on a busy two-core machine may outlast the
     # service's 30 s statement timeout; the tests' own statements may take longer.
     patient = sweep_settings.replace(db_command_timeout_seconds=600.0)
-    engine = create_engine(patient.admin_database_url or "", patient, application_name="sweep-tests")
+    engine = create_engine(
+        patient.admin_database_url or "", patient, application_name="sweep-tests"
+    )
     yield engine
     await engine.dispose()
 
