@@ -208,3 +208,14 @@ async def test_a_users_chat_turn_takes_from_the_agent_bucket(
     assert [t.status_code for t in turns] == [201, 429, 201]
     assert turns[0].headers["ratelimit-policy"] == '"agent";q=1;w=60'
     assert turns[2].headers["ratelimit-policy"] == '"crud";q=50;w=60'
+
+
+async def test_a_redis_that_forgot_the_script_gets_it_again(
+    settings: Settings, tenant: Tenant, redis: Redis
+) -> None:
+    async with running_app(limited(settings, crud=10)) as client:
+        first = await client.get("/v1/me", headers=tenant.member.headers)
+        await redis.script_flush()
+        second = await client.get("/v1/me", headers=tenant.member.headers)
+    assert first.headers["ratelimit"].startswith('"crud";r=9')
+    assert second.headers["ratelimit"].startswith('"crud";r=8')

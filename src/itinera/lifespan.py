@@ -14,7 +14,6 @@ from anyio.abc import TaskGroup
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from starlette.applications import Starlette
 
 from itinera.db.engine import Database
 from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_schema, observe_schema
@@ -91,9 +90,9 @@ async def start_sweepers(
 
 def make_lifespan(
     settings: Settings, metrics: Metrics
-) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Any]]]:
+) -> Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
         if settings.jwt_secret is None:
             raise RuntimeError("the JWT secret is resolved before the app starts")
         secret = settings.jwt_secret

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from itinera.settings import Settings
 
@@ -80,20 +82,27 @@ def policies(settings: Settings) -> dict[str, Policy]:
     }
 
 
+SCRIPT_SHA = hashlib.sha1(TOKEN_BUCKET.encode(), usedforsecurity=False).hexdigest()
+
+
 class RateLimiter:
-    """Decides with one EVALSHA (redis-py loads the script again on NOSCRIPT)."""
+    """Decides with one EVALSHA; a server that lost its scripts (NOSCRIPT) gets it again."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.policies = policies(settings)
         self.timeout_seconds = settings.redis_timeout_seconds
         self.fail_open = settings.rate_limit_fail_open
         self.outage_warnings = WarningThrottle()
-        self._script = redis.register_script(TOKEN_BUCKET)
+        self._redis = redis
 
     async def take(self, policy: Policy, key: str) -> Decision:
-        allowed, remaining, wait = await self._script(
-            keys=[key], args=[policy.capacity, policy.refill_per_second]
-        )
+        args = (policy.capacity, policy.refill_per_second)
+        try:
+            reply = await self._redis.evalsha(SCRIPT_SHA, 1, key, *args)
+        except NoScriptError:
+            await self._redis.script_load(TOKEN_BUCKET)
+            reply = await self._redis.evalsha(SCRIPT_SHA, 1, key, *args)
+        allowed, remaining, wait = reply
         return Decision(bool(allowed), int(remaining), None if int(wait) < 0 else int(wait))
 
 

@@ -26,7 +26,7 @@ from itinera import scope as request_scope
 from itinera.db.errors import DATABASE_ERRORS, domain_error
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.errors import AuthenticationError, FieldError, InvalidInputError, ItineraError
-from itinera.http import MALFORMED, UNDECODABLE, error_response, problem_response
+from itinera.http import MALFORMED, NOT_FOUND, UNDECODABLE, error_response, problem_response
 from itinera.lifespan import Resources
 from itinera.pagination import K, Page, T
 from itinera.security.principal import Principal
@@ -244,7 +244,7 @@ class EndpointApp:
 
 
 class MethodDispatch:
-    """One path, several methods: Starlette's router answers 405 + Allow for the rest."""
+    """One path, several methods, each with its own chain; 405 + ``Allow`` for the rest."""
 
     def __init__(self, path: str, apps: dict[str, ASGIApp]) -> None:
         # The template as logs, metrics and cursors name it: /v1/itineraries/{id}
@@ -252,10 +252,22 @@ class MethodDispatch:
         self.apps = dict(apps)
         if "GET" in self.apps:
             self.apps.setdefault("HEAD", self.apps["GET"])
+        self.allow = ", ".join(sorted(self.apps))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[request_scope.ROUTE] = self.path
-        await self.apps[scope["method"]](scope, receive, send)
+        app = self.apps.get(scope["method"])
+        if app is None:
+            detail = f"{scope['method']} is not allowed here"
+            await problem_response(405, detail, headers={"Allow": self.allow})(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+
+async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """The router's answer when no route matches the path."""
+    if scope["type"] == "http":
+        await problem_response(404, "no such route", type=NOT_FOUND)(scope, receive, send)
 
 
 ChainBuilder = Callable[[Operation], ASGIApp]
@@ -269,10 +281,8 @@ def build_routes(operations: Sequence[Operation], chain: ChainBuilder) -> list[R
         if operation.method in methods:
             raise ValueError(f"{operation.method} {operation.path} is declared twice")
         methods[operation.method] = chain(operation)
-    return [
-        Route(path, MethodDispatch(path, apps), methods=list(apps))
-        for path, apps in by_path.items()
-    ]
+    # No methods on the Route: MethodDispatch answers 405 itself, as a problem.
+    return [Route(path, MethodDispatch(path, apps)) for path, apps in by_path.items()]
 
 
 def _is_json(scope: Scope) -> bool:

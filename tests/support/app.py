@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from asgi_lifespan import LifespanManager
-from starlette.applications import Starlette
 
 from itinera.app import create_app
 from itinera.routing import Operation
@@ -18,7 +17,7 @@ from itinera.settings import Settings
 async def running_app(
     settings: Settings, extra_operations: Sequence[Operation] = ()
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app: Starlette = create_app(settings, extra_operations)
+    app = create_app(settings, extra_operations)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
