@@ -104,24 +104,26 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(stop_signal, _stop_after_shutdown)
     with embedded_servers(settings, redis=True) as resolved:
         log.info("serving on http://%s:%s", resolved.host, resolved.port)
+        options: dict[str, Any] = {
+            "host": resolved.host,
+            "port": resolved.port,
+            "log_config": None,
+            # Our own access log replaces uvicorn's; X-Forwarded-For is read by
+            # the rate limiter from ITINERA_TRUSTED_PROXIES only (uvicorn would
+            # otherwise believe any local peer's).
+            "access_log": False,
+            "proxy_headers": False,
+            "timeout_graceful_shutdown": 30,
+        }
         if resolved.workers > 1:
             uvicorn.run(
                 "itinera.app:create_app_from_environment",
                 factory=True,
-                host=resolved.host,
-                port=resolved.port,
                 workers=resolved.workers,
-                log_config=None,
-                timeout_graceful_shutdown=30,
+                **options,
             )
         else:
-            uvicorn.run(
-                create_app(resolved),
-                host=resolved.host,
-                port=resolved.port,
-                log_config=None,
-                timeout_graceful_shutdown=30,
-            )
+            uvicorn.run(create_app(resolved), **options)
     return 0
 
 
