@@ -27,8 +27,8 @@ class Step:
     stale: Callable[[], Select[Any]]
 
     @property
-    def primary_key(self) -> tuple[Any, ...]:
-        return tuple(self.model.__table__.primary_key.columns)  # type: ignore[attr-defined]
+    def table(self) -> str:
+        return str(self.model.__tablename__)
 
 
 @dataclass(frozen=True, slots=True)
