@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import msgspec
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
@@ -96,6 +97,11 @@ class Database:
     app_engine: AsyncEngine
     owner_engine: AsyncEngine
     owner_sessions: async_sessionmaker[AsyncSession]
+    # Requests queue here, first come first served, for one of the service
+    # pool's connections: the pool's own wait lets newcomers overtake the
+    # waiters, which under load left some requests waiting seconds.
+    request_gate: anyio.Semaphore
+    request_gate_timeout: float
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -116,6 +122,10 @@ class Database:
             app_engine=app_engine,
             owner_engine=owner_engine,
             owner_sessions=session_factory(owner_engine),
+            request_gate=anyio.Semaphore(
+                settings.db_pool_size + settings.db_max_overflow, fast_acquire=True
+            ),
+            request_gate_timeout=settings.db_pool_timeout_seconds,
         )
 
     async def dispose(self) -> None:

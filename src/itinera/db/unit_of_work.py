@@ -36,8 +36,13 @@ class UnitOfWork:
         org_id: uuid.UUID | None = None,
         *,
         user_id: uuid.UUID | None = None,
+        gate: anyio.Semaphore | None = None,
+        gate_timeout: float = 5.0,
     ) -> None:
         self._engine = engine
+        self._gate = gate
+        self._gate_timeout = gate_timeout
+        self._holds_gate = False
         self._org_id = org_id
         self._user_id = user_id
         self._connection: AsyncConnection | None = None
@@ -170,28 +175,44 @@ class UnitOfWork:
         a statement was cut off) is discarded rather than pooled.
         """
         with anyio.CancelScope(shield=True):
-            connection, self._connection = self._connection, None
-            self._finished = True
-            if connection is None:
-                return
-            if self._untrusted:
-                await self._discard(connection)
-                return
             try:
-                if self._session is not None:
-                    await self._session.close()
-                driver = self._driver
-                if driver is not None and not driver.is_closed() and driver.is_in_transaction():
-                    await driver.execute("ROLLBACK")
-            except Exception:
-                await self._discard(connection)
-                return
-            if self._driver is not None and self._driver.is_closed():
-                await self._discard(connection)
-            else:
-                await connection.close()
+                await self._return_connection()
+            finally:
+                if self._holds_gate:
+                    self._holds_gate = False
+                    assert self._gate is not None
+                    self._gate.release()
+
+    async def _return_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        self._finished = True
+        if connection is None:
+            return
+        if self._untrusted:
+            await self._discard(connection)
+            return
+        try:
+            if self._session is not None:
+                await self._session.close()
+            driver = self._driver
+            if driver is not None and not driver.is_closed() and driver.is_in_transaction():
+                await driver.execute("ROLLBACK")
+        except Exception:
+            await self._discard(connection)
+            return
+        if self._driver is not None and self._driver.is_closed():
+            await self._discard(connection)
+        else:
+            await connection.close()
 
     async def _connect(self) -> asyncpg.Connection:
+        if self._gate is not None:
+            try:
+                self._gate.acquire_nowait()
+            except anyio.WouldBlock:
+                with anyio.fail_after(self._gate_timeout):
+                    await self._gate.acquire()
+            self._holds_gate = True
         connection = self._connection = await self._engine.connect()
         try:
             raw = await connection.get_raw_connection()

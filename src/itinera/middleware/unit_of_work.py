@@ -22,11 +22,14 @@ class UnitOfWorkMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = request_scope.principal(scope)
-        engine = request_scope.resources(scope).db.app_engine
-        if principal is None:
-            uow = UnitOfWork(engine)
-        else:
-            uow = UnitOfWork(engine, principal.org_id, user_id=principal.user_id)
+        db = request_scope.resources(scope).db
+        uow = UnitOfWork(
+            db.app_engine,
+            principal.org_id if principal else None,
+            user_id=principal.user_id if principal else None,
+            gate=db.request_gate,
+            gate_timeout=db.request_gate_timeout,
+        )
         scope[request_scope.UNIT_OF_WORK] = uow
         held: list[Message] = []
         status = 500
