@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from itinera.db.engine import create_engine, session_factory
 from itinera.db.schema import alembic_config
@@ -181,20 +181,13 @@ def sweep(settings: Settings, args: argparse.Namespace) -> int:
     from itinera.retention.sweeper import sweep as sweep_policy
 
     async def run(resolved: Settings) -> list[SweepReport]:
-        assert resolved.admin_database_url is not None
-        engine = create_engine(
-            resolved.admin_database_url, resolved, application_name="itinera-cli", pool_size=1
-        )
-        sessions = session_factory(engine)
-        try:
+        async with owner_sessions(resolved) as sessions:
             if args.dry_run:
                 return [await count_stale(sessions, p) for p in policies(resolved)]
             return [
                 await sweep_policy(sessions, p, resolved.sweep_batch_size)
                 for p in policies(resolved)
             ]
-        finally:
-            await engine.dispose()
 
     with embedded_servers(settings, redis=False) as resolved:
         reports = asyncio.run(run(resolved))
@@ -213,7 +206,7 @@ def _run_as_owner(
     with embedded_servers(settings, redis=False) as resolved:
 
         async def run() -> Any:
-            async with owner_session(resolved) as session:
+            async with owner_sessions(resolved) as sessions, sessions() as session:
                 result = await work(session)
                 await session.commit()
                 return result
@@ -222,14 +215,14 @@ def _run_as_owner(
 
 
 @asynccontextmanager
-async def owner_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+async def owner_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions of the owner role on a one-connection engine, disposed afterwards."""
     assert settings.admin_database_url is not None
     engine = create_engine(
         settings.admin_database_url, settings, application_name="itinera-cli", pool_size=1
     )
     try:
-        async with session_factory(engine)() as session:
-            yield session
+        yield session_factory(engine)
     finally:
         await engine.dispose()
 

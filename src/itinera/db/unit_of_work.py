@@ -55,10 +55,6 @@ class UnitOfWork:
         self._untrusted = False
 
     @property
-    def org_id(self) -> uuid.UUID | None:
-        return self._org_id
-
-    @property
     def in_transaction(self) -> bool:
         return self._begun and not self._finished
 

@@ -17,8 +17,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from itinera.db.models.base import Base, Json, TenantMixin, created_at_column, updated_at_column
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-
 
 class AgentRun(TenantMixin, Base):
     """One agent run. ``next_seq`` numbers its tool calls and checkpoints."""

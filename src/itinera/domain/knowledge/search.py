@@ -64,7 +64,6 @@ class KnowledgeSearch(TenantRepository):
 
     async def search(self, request: SearchRequest) -> list[SearchResult]:
         if request.mode == "vector":
-            assert request.query_vector is not None
             return await self.by_vector(request, request.k)
         if request.mode == "text":
             assert request.query_text is not None
