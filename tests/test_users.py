@@ -85,7 +85,7 @@ async def test_admin_changes_role_and_disables(client: httpx.AsyncClient, tenant
     assert (await client.get("/v1/me", headers=tenant.member.headers)).status_code == 401
 
 
-async def test_admin_cannot_demote_or_disable_themselves(
+async def test_the_last_admin_cannot_demote_or_disable_themselves(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     url = f"/v1/users/{tenant.admin.user_id}"

@@ -69,8 +69,10 @@ def operation_chain(operation: Operation) -> ASGIApp:
         if operation.public:
             raise ValueError(f"{operation.path}: idempotency needs an authenticated route")
         app = IdempotencyMiddleware(app, required=operation.idempotency is Idempotency.REQUIRED)
+    if operation.admin_only and (operation.public or not operation.uses_database):
+        raise ValueError(f"{operation.path}: admin rights are checked in the database")
     if operation.uses_database:
-        app = UnitOfWorkMiddleware(app)
+        app = UnitOfWorkMiddleware(app, requires_admin=operation.admin_only)
     if operation.bucket is not None:
         rule = per_user(operation.bucket) if isinstance(operation.bucket, str) else operation.bucket
         if operation.public and isinstance(operation.bucket, str):
@@ -98,7 +100,10 @@ def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -
         lifespan=make_lifespan(settings, metrics),
     )
     app = RequestLimitsMiddleware(
-        app, max_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes
+        app,
+        max_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        body_timeout=settings.body_timeout_seconds,
     )
     if settings.cors_origins:
         app = CORSMiddleware(

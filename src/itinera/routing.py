@@ -112,6 +112,8 @@ class Operation:
     bucket: str | Callable[[Scope], tuple[str, str]] | None = "crud"
     idempotency: Idempotency = Idempotency.NONE
     uses_database: bool = True
+    # Only enabled admins of the org, as the database has them when the request starts.
+    admin_only: bool = False
     # Statuses it answers besides `status` and the generic ones (2xx: same body shape).
     statuses: tuple[int, ...] = ()
     body_type: Any = field(init=False, default=None)
@@ -216,6 +218,10 @@ class EndpointApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         operation = self.operation
         try:
+            if operation.admin_only:
+                # The caller's rights are checked as the transaction opens:
+                # open it before any work is done for a caller who is not an admin.
+                await request_scope.unit_of_work(scope).driver()
             kwargs: dict[str, Any] = {}
             if operation.query_type is not None:
                 kwargs["query"] = operation.decode_query(scope)

@@ -9,7 +9,7 @@ import anyio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from itinera.errors import AuthenticationError
+from itinera.errors import AuthenticationError, PermissionDeniedError
 
 TENANT_SETTING = "itinera.org_id"
 
@@ -23,11 +23,14 @@ class UnitOfWork:
     else uses ``session()``, an AsyncSession on the same connection — one
     transaction either way.
 
-    The transaction opens in one round trip: ``BEGIN; SELECT itinera_begin(...)``
-    as a single message (see migration 0002) applies the tenant setting with
-    ``set_config(..., true)`` — gone at commit or rollback, so nothing leaks to
-    the next user of the pooled connection — checks that the caller still
-    exists and is enabled, and takes an idempotency key's advisory lock.
+    The transaction opens in one round trip: ``BEGIN; SET LOCAL
+    statement_timeout ...; SELECT itinera_begin(...)`` as a single message
+    (see migrations 0002 and 0003) bounds every statement of the transaction,
+    applies the tenant setting with ``set_config(..., true)`` — gone at commit
+    or rollback, so nothing leaks to the next user of the pooled connection —
+    checks that the caller still exists and is enabled (and is an admin, when
+    the route needs one: the role in the database, not the token's claim), and
+    takes an idempotency key's advisory lock.
     """
 
     def __init__(
@@ -36,10 +39,16 @@ class UnitOfWork:
         org_id: uuid.UUID | None = None,
         *,
         user_id: uuid.UUID | None = None,
+        requires_admin: bool = False,
+        statement_timeout: float | None = None,
         gate: anyio.Semaphore | None = None,
         gate_timeout: float = 5.0,
     ) -> None:
         self._engine = engine
+        self._requires_admin = requires_admin
+        self._statement_timeout_ms = (
+            None if statement_timeout is None else max(1, round(statement_timeout * 1000))
+        )
         self._gate = gate
         self._gate_timeout = gate_timeout
         self._holds_gate = False
@@ -93,6 +102,9 @@ class UnitOfWork:
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
             self._begun = driver.is_in_transaction()
             raise AuthenticationError("the user no longer exists or is disabled") from exc
+        except asyncpg.InsufficientPrivilegeError as exc:
+            self._begun = driver.is_in_transaction()
+            raise PermissionDeniedError("only admins may do this") from exc
         except BaseException:
             self._untrusted = True
             raise
@@ -104,11 +116,15 @@ class UnitOfWork:
         # but no parameters: every value inlined here is a UUID or an integer
         # made by this process, never text from a request.
         statements = ["BEGIN"]
+        if self._statement_timeout_ms is not None:
+            # Transaction-local like the tenant: a pooled connection keeps no setting.
+            statements.append(f"SET LOCAL statement_timeout = {int(self._statement_timeout_ms)}")
         if self._org_id is not None:
             member = f"'{uuid.UUID(str(self._user_id))}'" if self._user_id else "NULL"
             lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
+            admin = "true" if self._requires_admin else "false"
             statements.append(
-                f"SELECT itinera_begin('{uuid.UUID(str(self._org_id))}', {member}, {lock})"
+                f"SELECT itinera_begin('{uuid.UUID(str(self._org_id))}', {member}, {lock}, {admin})"
             )
         if savepoint is not None:
             statements.append(f"SAVEPOINT {savepoint}")

@@ -17,16 +17,20 @@ class UnitOfWorkMiddleware:
     with the handler's writes and commits itself).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, requires_admin: bool = False) -> None:
         self.app = app
+        self.requires_admin = requires_admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = request_scope.principal(scope)
-        db = request_scope.resources(scope).db
+        resources = request_scope.resources(scope)
+        db = resources.db
         uow = UnitOfWork(
             db.app_engine,
             principal.org_id if principal else None,
             user_id=principal.user_id if principal else None,
+            requires_admin=self.requires_admin,
+            statement_timeout=resources.settings.db_statement_timeout_seconds,
             gate=db.request_gate,
             gate_timeout=db.request_gate_timeout,
         )

@@ -66,6 +66,22 @@ class UserRepository(TenantRepository):
         row = (await self.session.execute(statement)).first()
         return User(**row._mapping) if row else None
 
+    async def lock_enabled_admins(self) -> list[uuid.UUID]:
+        """The org's enabled admins, their rows locked until the transaction ends.
+
+        Changes to users take these locks first, in id order, so two of them
+        run one after the other and the second sees what the first committed
+        (an admin demoted a moment ago is no longer in the list); the order
+        keeps two such changes from deadlocking.
+        """
+        statement = (
+            self.select_from(AppUser, AppUser.id)
+            .where(AppUser.role == "admin", AppUser.disabled.is_(False))
+            .order_by(AppUser.id)
+            .with_for_update()
+        )
+        return list((await self.session.scalars(statement)).all())
+
     async def list(
         self, *, limit: int, after: uuid.UUID | None
     ) -> tuple[list[User], uuid.UUID | None]:

@@ -13,14 +13,8 @@ from itinera.errors import ConflictError, NotFoundError, PermissionDeniedError
 from itinera.http import JSONResponse
 from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context
-from itinera.security.principal import Principal
 
 api = Api(tag="users")
-
-
-def _require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise PermissionDeniedError("only admins manage users")
 
 
 async def _users(ctx: Context) -> UserRepository:
@@ -43,9 +37,27 @@ async def me(ctx: Context) -> Response:
     )
 
 
-@api.get("/v1/users", summary="List the org's users (admins)", response=Page[User], statuses=(403,))
+async def _confirm_still_admin(ctx: Context, users: UserRepository) -> list[uuid.UUID]:
+    """Lock the org's admins and check the caller is still one of them.
+
+    The opening statement checked the caller's role; this re-reads it under
+    the admins' row locks, so of two admins demoting each other at the same
+    moment the second one finds it is no longer an admin.
+    """
+    admins = await users.lock_enabled_admins()
+    if ctx.principal.user_id not in admins:
+        raise PermissionDeniedError("only admins manage users")
+    return admins
+
+
+@api.get(
+    "/v1/users",
+    summary="List the org's users (admins)",
+    response=Page[User],
+    statuses=(403,),
+    admin_only=True,
+)
 async def list_users(ctx: Context, query: PageQuery) -> Response:
-    _require_admin(ctx.principal)
     users, next_key = await (await _users(ctx)).list(
         limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
     )
@@ -53,18 +65,29 @@ async def list_users(ctx: Context, query: PageQuery) -> Response:
 
 
 @api.post(
-    "/v1/users", summary="Create a user (admins)", response=User, status=201, statuses=(403, 409)
+    "/v1/users",
+    summary="Create a user (admins)",
+    response=User,
+    status=201,
+    statuses=(403, 409),
+    admin_only=True,
 )
 async def create_user(ctx: Context, body: UserCreate) -> Response:
-    _require_admin(ctx.principal)
+    users = await _users(ctx)
     password_hash = await ctx.resources.passwords.hash(body.password)
-    user = await (await _users(ctx)).create(body.email, password_hash, body.role)
+    await _confirm_still_admin(ctx, users)
+    user = await users.create(body.email, password_hash, body.role)
     return JSONResponse(user, status_code=201, headers={"Location": f"/v1/users/{user.id}"})
 
 
-@api.get("/v1/users/{id:uuid}", summary="One user (admins)", response=User, statuses=(403, 404))
+@api.get(
+    "/v1/users/{id:uuid}",
+    summary="One user (admins)",
+    response=User,
+    statuses=(403, 404),
+    admin_only=True,
+)
 async def get_user(ctx: Context) -> Response:
-    _require_admin(ctx.principal)
     user = await (await _users(ctx)).get(ctx.path_id())
     if user is None:
         raise NotFoundError("no such user")
@@ -76,18 +99,18 @@ async def get_user(ctx: Context) -> Response:
     summary="Change a user's role or disable them (admins)",
     response=User,
     statuses=(403, 404, 409),
+    admin_only=True,
 )
 async def update_user(ctx: Context, body: UserUpdate) -> Response:
-    principal = ctx.principal
-    _require_admin(principal)
     user_id = ctx.path_id()
     changes = {
         k: v for k, v in (("role", body.role), ("disabled", body.disabled)) if v is not UNSET
     }
-    demotes_self = changes.get("role", "admin") != "admin" or changes.get("disabled", False)
-    if user_id == principal.user_id and demotes_self:
-        raise ConflictError("admins cannot demote or disable themselves")
     users = await _users(ctx)
+    admins = await _confirm_still_admin(ctx, users)
+    takes_admin_rights = changes.get("role", "admin") != "admin" or changes.get("disabled", False)
+    if takes_admin_rights and user_id in admins and len(admins) == 1:
+        raise ConflictError("the org needs an enabled admin; promote another user first")
     user = await users.update(user_id, **changes) if changes else await users.get(user_id)
     if user is None:
         raise NotFoundError("no such user")
