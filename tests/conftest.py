@@ -84,6 +84,7 @@ def settings(database: ScratchDatabase, redis_url: str) -> Settings:
         rate_limit_agent_per_minute=100_000,
         rate_limit_crud_per_minute=100_000,
         rate_limit_auth_per_minute=100_000,
+        rate_limit_auth_ip_per_minute=100_000,
     )
 
 

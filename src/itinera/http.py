@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.responses import Response
 
 from itinera import errors
+from itinera.db.errors import QUERY_CANCELED, sqlstate
 
 PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"
@@ -160,6 +161,8 @@ UNAVAILABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
 
 def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, Exception) and sqlstate(exc) == QUERY_CANCELED:
         return True
     return isinstance(exc, UNAVAILABLE_EXCEPTIONS)
 

@@ -70,11 +70,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_command_timeout_seconds: PositiveFloat = 30.0
     redis_timeout_seconds: PositiveFloat = 0.25
     readiness_timeout_seconds: PositiveFloat = 2.0
+    # Bounded work: no statement of a request, and no pause of a request body, outlasts these.
+    db_statement_timeout_seconds: PositiveFloat = 5.0
+    body_timeout_seconds: PositiveFloat = 10.0
 
     # Rate limits (tokens per minute per user; auth per client)
     rate_limit_agent_per_minute: Annotated[int, Meta(ge=1)] = 5
     rate_limit_crud_per_minute: Annotated[int, Meta(ge=1)] = 60
     rate_limit_auth_per_minute: Annotated[int, Meta(ge=1)] = 10
+    rate_limit_auth_ip_per_minute: Annotated[int, Meta(ge=1)] = 60
     rate_limit_fail_open: bool = True
 
     # Idempotency

@@ -23,13 +23,17 @@ SHUTDOWN_SECONDS = 30
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """Serve ``create_app(settings)`` on a loopback port; yields its base URL."""
+def serving(settings: Settings, *, http: str = "h11") -> Iterator[str]:
+    """Serve ``create_app(settings)`` on a loopback port; yields its base URL.
+
+    ``http`` picks uvicorn's protocol implementation: ``h11`` or ``httptools``
+    (what ``itinera serve`` runs with uvicorn[standard]).
+    """
     config = uvicorn.Config(
         create_app(settings),
         lifespan="on",
         loop="asyncio",
-        http="h11",
+        http=http,
         ws="none",
         log_level="warning",
         access_log=False,

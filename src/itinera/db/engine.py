@@ -91,11 +91,14 @@ class Database:
     """Both roles' engines, opened and closed by the lifespan.
 
     Requests take the service role's connections through the unit of work;
-    sweeps use the owner's sessions.
+    sweeps use the owner's sessions; readiness probes have their own.
     """
 
     app_engine: AsyncEngine
     owner_engine: AsyncEngine
+    # Readiness checks keep a connection of their own: a probe must tell whether
+    # PostgreSQL answers, not wait behind request traffic for the service pool.
+    probe_engine: AsyncEngine
     owner_sessions: async_sessionmaker[AsyncSession]
     # Requests queue here, first come first served, for one of the service
     # pool's connections: the pool's own wait lets newcomers overtake the
@@ -118,9 +121,17 @@ class Database:
             pool_size=2,
             max_overflow=2,
         )
+        probe_engine = create_engine(
+            settings.database_url,
+            settings,
+            application_name="itinera-probe",
+            pool_size=1,
+            max_overflow=0,
+        )
         return cls(
             app_engine=app_engine,
             owner_engine=owner_engine,
+            probe_engine=probe_engine,
             owner_sessions=session_factory(owner_engine),
             request_gate=anyio.Semaphore(
                 settings.db_pool_size + settings.db_max_overflow, fast_acquire=True
@@ -131,3 +142,4 @@ class Database:
     async def dispose(self) -> None:
         await self.app_engine.dispose()
         await self.owner_engine.dispose()
+        await self.probe_engine.dispose()

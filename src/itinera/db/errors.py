@@ -8,7 +8,13 @@ from contextlib import contextmanager
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
-from itinera.errors import DuplicateError, FieldError, InvalidInputError, ItineraError
+from itinera.errors import (
+    DuplicateError,
+    FieldError,
+    InvalidInputError,
+    ItineraError,
+    UnavailableError,
+)
 
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
@@ -18,6 +24,9 @@ CHECK_VIOLATION = "23514"
 # past 1 MB). Both are about the input, not the service.
 DATA_EXCEPTION_CLASS = "22"
 PROGRAM_LIMIT_CLASS = "54"
+# statement_timeout cut the statement off: the request asked for more work
+# than one transaction may take, and the connection is fine afterwards.
+QUERY_CANCELED = "57014"
 
 
 # A database error as SQLAlchemy raises it, or as the driver does (hot paths).
@@ -54,7 +63,7 @@ def domain_error(
     reference: str = "a referenced resource does not exist",
     check: str = "the values break a rule",
 ) -> ItineraError | None:
-    """The domain error an input-caused database error stands for; None for any other."""
+    """The domain error a request-caused database error stands for; None for any other."""
     code = sqlstate(exc) or ""
     if code == UNIQUE_VIOLATION:
         return DuplicateError(duplicate)
@@ -66,6 +75,8 @@ def domain_error(
         return InvalidInputError("a value cannot be stored (e.g. a NUL character in text)")
     if code.startswith(PROGRAM_LIMIT_CLASS):
         return InvalidInputError("a value is too large to store or index")
+    if code == QUERY_CANCELED:
+        return UnavailableError("the request took longer than the database allows; retry later")
     return None
 
 

@@ -1,6 +1,8 @@
-"""Bound what a request may bring: its headers (431) and its body (413), read once."""
+"""Bound what a request may bring: its headers (431), its body (413) and its pace (408)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,13 +15,19 @@ class RequestLimitsMiddleware:
 
     Every endpoint reads a JSON body whole anyway; buffering here lets the
     inner layers (rate limits by body field, idempotency fingerprints) read
-    it from the scope, and the 413 is sent before any of them runs.
+    it from the scope, and the 413 is sent before any of them runs. A body
+    that pauses for longer than ``body_timeout`` between two chunks is refused
+    with 408 and its connection closed: a slow sender must not hold a request
+    slot (and, further in, a database connection) open at will.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_header_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, max_header_bytes: int, body_timeout: float
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_header_bytes = max_header_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,7 +45,12 @@ class RequestLimitsMiddleware:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                await self._refuse_slow_body(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -65,6 +78,14 @@ class RequestLimitsMiddleware:
         response = problem_response(
             413,
             f"the request body is larger than {self.max_bytes} bytes",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+    async def _refuse_slow_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            408,
+            f"the request body paused for more than {self.body_timeout:g} s",
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

@@ -70,7 +70,7 @@ async def ready(ctx: Context) -> Response:
 
 async def _observe(resources: Resources) -> ObservedSchema:
     with fail_after(resources.settings.readiness_timeout_seconds):
-        async with resources.db.app_engine.connect() as conn:
+        async with resources.db.probe_engine.connect() as conn:
             return await observe_schema(conn)
 
 

@@ -72,6 +72,12 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...]]] = {
         "Idempotency-Key is still in flight (retry after Retry-After).",
         ("Retry-After",),
     ),
+    408: (
+        "RequestTimeout",
+        "The body stopped arriving for longer than the configured pause; the connection "
+        "is closed.",
+        (),
+    ),
     412: ("PreconditionFailed", "If-Match names a stale or weak ETag; nothing changed.", ()),
     413: ("ContentTooLarge", "The body is larger than the configured limit.", ()),
     415: ("UnsupportedMediaType", "Send the body as application/json.", ("Accept",)),
@@ -434,7 +440,7 @@ def _error_statuses(operation: Operation, has_path_parameters: bool) -> set[int]
     # Every request passes the size limits, with a body or not.
     statuses |= {413, 431}
     if operation.body_type is not None:
-        statuses.add(415)
+        statuses |= {408, 415}
     if idempotent:
         statuses.add(409)  # the same key still in flight
     if has_path_parameters:
