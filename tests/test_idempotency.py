@@ -300,3 +300,35 @@ async def test_a_stored_4xx_keeps_none_of_the_handlers_writes(
     good = await client.post(checkpoints, json={"state": {}}, headers=keyed(tenant.member, "ok"))
     assert good.status_code == 201
     assert good.json()["sequence"] == 1, "the failed append's number was rolled back"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/itineraries", {**TRIP, "data": {"blob": "x" * 300_000}}),
+        ("/v1/agent-runs", {"intent": "big plan", "plan": {"blob": "x" * 300_000}}),
+    ],
+)
+async def test_a_response_over_the_stored_size_is_still_exactly_once(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    owner_engine: AsyncEngine,
+    settings: Settings,
+    path: str,
+    body: dict[str, object],
+) -> None:
+    headers = keyed(tenant.member, f"large-{path}")
+    first = await client.post(path, json=body, headers=headers)
+    assert first.status_code == 201
+    assert len(first.content) > settings.idempotency_max_stored_bytes
+
+    again = await client.post(path, json=body, headers=headers)
+    # The record holds status and headers; the body was too large to keep.
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert again.content == b""
+    listed = await client.get(path, headers=tenant.member.headers)
+    assert [item["id"] for item in listed.json()["items"]] == [first.json()["id"]]
+    assert await records(owner_engine, tenant.member) == 1

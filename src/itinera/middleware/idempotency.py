@@ -104,7 +104,11 @@ class IdempotencyMiddleware:
         if status >= 400:
             await uow.rollback_to_savepoint(SAVEPOINT)
         settings = resources.settings
-        if should_store(status) and len(body) <= settings.idempotency_max_stored_bytes:
+        if should_store(status):
+            # Exactly once at every size: past the cap the body is left out,
+            # never the record, and a replay answers status and headers alone.
+            if len(body) > settings.idempotency_max_stored_bytes:
+                body = b""
             await records.store(
                 principal.user_id,
                 key,
