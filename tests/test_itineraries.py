@@ -262,3 +262,82 @@ async def test_list_parameters_are_read_strictly(
     response = await client.get(f"/v1/itineraries?{query}", headers=tenant.member.headers)
     body = assert_problem(response, 422)
     assert body["errors"][0]["parameter"] in ("user_id", "status")
+
+
+# Version 2 is current. None of these names it: stale, weak, past PostgreSQL's
+# integer, past 64 bits, past Python's int-from-text limit, or not the form we issue.
+NOT_THE_CURRENT_ETAG = [
+    '"1"',
+    'W/"2"',
+    '"1", W/"2"',
+    '"2147483648"',
+    '"9223372036854775808"',
+    pytest.param('"' + "9" * 5000 + '"', id="5000-digits"),
+    '"02"',
+    '"-2"',
+    '"0"',
+    '"two"',
+]
+
+
+async def _second_version(client: httpx.AsyncClient, account: Account) -> str:
+    url: str = (await create(client, account)).headers["location"]
+    changed = await client.patch(
+        url, json={"title": "v2"}, headers={**account.headers, "If-Match": '"1"'}
+    )
+    assert changed.headers["etag"] == '"2"'
+    return url
+
+
+@pytest.mark.parametrize("if_match", NOT_THE_CURRENT_ETAG)
+async def test_if_match_naming_no_current_version_is_412_however_large(
+    client: httpx.AsyncClient, tenant: Tenant, if_match: str
+) -> None:
+    url = await _second_version(client, tenant.member)
+    headers = {**tenant.member.headers, "If-Match": if_match}
+    for response in (
+        await client.patch(url, json={"title": "x"}, headers=headers),
+        await client.put(url, json=TRIP, headers=headers),
+        await client.delete(url, headers=headers),
+    ):
+        assert_problem(response, 412, "/problems/precondition-failed")
+    unchanged = (await client.get(url, headers=tenant.member.headers)).json()
+    assert (unchanged["version"], unchanged["title"]) == (2, "v2")
+
+
+async def test_if_match_listing_a_huge_tag_beside_the_current_one_succeeds(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = await _second_version(client, tenant.member)
+    headers = {**tenant.member.headers, "If-Match": '"2147483648", "2"'}
+    changed = await client.patch(url, json={"title": "v3"}, headers=headers)
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["etag"] == '"3"'
+
+
+async def test_a_huge_if_match_on_a_missing_itinerary_is_404(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    headers = {**tenant.member.headers, "If-Match": '"2147483648"'}
+    url = f"/v1/itineraries/{uuid.uuid4()}"
+    assert_problem(await client.patch(url, json={"title": "x"}, headers=headers), 404)
+    assert_problem(await client.delete(url, headers=headers), 404)
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [
+        ('"2147483648"', 200),
+        pytest.param('"' + "9" * 5000 + '"', 200, id="5000-digits"),
+        ('"02"', 200),
+        ('"2147483648", W/"2"', 304),
+    ],
+)
+async def test_if_none_match_with_huge_tags_simply_does_not_match(
+    client: httpx.AsyncClient, tenant: Tenant, if_none_match: str, status: int
+) -> None:
+    url = await _second_version(client, tenant.member)
+    headers = {**tenant.member.headers, "If-None-Match": if_none_match}
+    response = await client.get(url, headers=headers)
+    assert response.status_code == status
+    assert response.headers["etag"] == '"2"'

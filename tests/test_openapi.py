@@ -226,6 +226,7 @@ def test_the_generator_handles_any_declaration_generically() -> None:
         "400",
         "401",
         "404",
+        "408",
         "409",
         "413",
         "415",

@@ -4,44 +4,43 @@ from __future__ import annotations
 
 import re
 
-from itinera.errors import StaleVersionError, VersionRequiredError
+from itinera.errors import VersionRequiredError
 
-_STRONG = re.compile(r'"(\d{1,18})"')
+# The tags this service issues: a version in canonical decimal. Past 18 digits
+# a number is past any version, and int() raises on text past 4300 digits.
+_STRONG = re.compile(r'"(0|[1-9][0-9]{0,17})"')
 
 
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def _versions(header: str) -> frozenset[int] | None:
-    """The versions a list of entity tags names; None when it holds a weak or foreign tag."""
-    versions = set()
-    for tag in header.split(","):
-        match = _STRONG.fullmatch(tag.strip())
-        if match is None:
-            return None
-        versions.add(int(match.group(1)))
-    return frozenset(versions)
+def _versions(header: str) -> frozenset[int]:
+    """The versions the strong tags of an ``If-Match`` list name.
+
+    Weak tags (If-Match compares strongly), foreign tags and numbers too long
+    to be a version name none; a list that names none matches no version, so
+    the write it guards answers 412 (or 404 if the resource is gone).
+    """
+    return frozenset(
+        int(match.group(1))
+        for tag in header.split(",")
+        if (match := _STRONG.fullmatch(tag.strip())) is not None
+    )
 
 
 def versions_required(if_match: str | None) -> frozenset[int]:
     """PUT and PATCH: ``If-Match`` must name the version being replaced (``*`` does not)."""
     if if_match is None or if_match.strip() in ("", "*"):
         raise VersionRequiredError("send If-Match with the ETag of the version you are changing")
-    versions = _versions(if_match)
-    if versions is None:
-        raise StaleVersionError("If-Match needs a strong ETag of this resource")
-    return versions
+    return _versions(if_match)
 
 
 def versions_allowed(if_match: str | None) -> frozenset[int] | None:
     """DELETE: ``If-Match`` is honoured when sent; None means unconditional."""
     if if_match is None or if_match.strip() == "*":
         return None
-    versions = _versions(if_match)
-    if versions is None:
-        raise StaleVersionError("If-Match needs a strong ETag of this resource")
-    return versions
+    return _versions(if_match)
 
 
 def none_match(if_none_match: str | None, version: int) -> bool:

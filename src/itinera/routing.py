@@ -138,6 +138,9 @@ class Operation:
         try:
             body = self._body_decoder.decode(raw)
         except msgspec.ValidationError as exc:
+            # The typed decoder stops at the first problem: a schema error early
+            # in the text must not hide a syntax error later (that one is a 400).
+            _check_json_syntax(raw)
             raise InvalidInputError(
                 "the body does not match the schema", [_field_error(str(exc), "pointer")]
             ) from exc
@@ -170,6 +173,23 @@ class Operation:
 
 class _MalformedBody(ItineraError):
     pass
+
+
+# Decoding into Raw skips over each value, checking its syntax and nesting
+# depth without building it (about 1 ms per MiB, against 13 ms for an untyped
+# decode, which would also stop at a number out of range). It does not look
+# inside strings for bad UTF-8: that is checked apart, when there is non-ASCII.
+_JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
+
+
+def _check_json_syntax(raw: bytes) -> None:
+    """Raise ``_MalformedBody`` unless ``raw`` is JSON, whatever its shape or values."""
+    try:
+        _JSON_SYNTAX.decode(raw)
+        if not raw.isascii():
+            raw.decode()
+    except UNDECODABLE as exc:
+        raise _MalformedBody(f"the body is not valid JSON: {exc}") from exc
 
 
 class Api:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 import uuid
@@ -17,6 +18,9 @@ from itinera.errors import AuthenticationError
 from itinera.security.principal import Principal
 
 ACCESS_TOKEN_SECONDS = 900
+# Replicas' clocks differ: a token another replica issued a moment "in the
+# future", or that expired a moment ago by its clock, is still good.
+LEEWAY_SECONDS = 30
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "org_id", "role", "iat", "exp", "jti", "iss", "aud"]
 
@@ -33,7 +37,8 @@ class AccessTokens:
 
     A client sends the same token with every request for up to 15 minutes:
     verified tokens are remembered (by their exact text, until their own
-    expiry) so the signature and claims are checked once, not per request.
+    expiry plus the leeway, when PyJWT too would refuse them) so the
+    signature and claims are checked once, not per request.
     Whether the user still exists and is enabled is checked per request
     anyway, by the unit of work.
     """
@@ -64,18 +69,19 @@ class AccessTokens:
     def verify(self, token: str) -> Principal:
         known = self._verified.get(token)
         if known is not None:
-            principal, expires_at = known
-            if time.time() < expires_at:
+            principal, good_until = known
+            if time.time() < good_until:
                 return principal
             del self._verified[token]
-        principal, expires_at = self._verify(token)
+        principal, good_until = self._verify(token)
         if len(self._verified) >= self._remembered:
             # Dicts keep insertion order: forget the oldest.
             del self._verified[next(iter(self._verified))]
-        self._verified[token] = (principal, expires_at)
+        self._verified[token] = (principal, good_until)
         return principal
 
     def _verify(self, token: str) -> tuple[Principal, int]:
+        """The token's principal, and until when it is good (its expiry plus the leeway)."""
         try:
             payload = jwt.decode(
                 token,
@@ -84,14 +90,17 @@ class AccessTokens:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS},
+                leeway=LEEWAY_SECONDS,
             )
             claims = msgspec.convert(payload, AccessClaims)
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("the access token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:  # iat (or nbf) past now + leeway
+            raise AuthenticationError("the access token is not valid yet") from exc
         except (jwt.InvalidTokenError, msgspec.ValidationError) as exc:
             raise AuthenticationError("the access token is not valid") from exc
         principal = Principal(user_id=claims.sub, org_id=claims.org_id, role=claims.role)
-        return principal, claims.exp
+        return principal, claims.exp + LEEWAY_SECONDS
 
 
 def new_refresh_token(org_id: uuid.UUID) -> str:
@@ -100,14 +109,16 @@ def new_refresh_token(org_id: uuid.UUID) -> str:
     return f"{org_id}.{secret}"
 
 
+# Exactly what new_refresh_token makes: the canonical UUID text, a dot, 43 base64url characters.
+_REFRESH_TOKEN = re.compile(r"([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\.[A-Za-z0-9_-]{43}")
+
+
 def refresh_token_org(token: str) -> uuid.UUID:
-    prefix, dot, secret = token.partition(".")
-    if not dot or len(secret) != 43:
+    """The org a refresh token names; text of any other form is refused before it is hashed."""
+    match = _REFRESH_TOKEN.fullmatch(token)
+    if match is None:
         raise AuthenticationError("the refresh token is not valid")
-    try:
-        return uuid.UUID(prefix)
-    except ValueError as exc:
-        raise AuthenticationError("the refresh token is not valid") from exc
+    return uuid.UUID(match.group(1))
 
 
 def token_hash(token: str) -> bytes:

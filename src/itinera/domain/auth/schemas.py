@@ -12,7 +12,12 @@ from itinera.domain.types import Email
 from itinera.domain.users.schemas import RoleName
 
 Slug = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-RefreshTokenText = Annotated[str, Meta(min_length=1, max_length=200)]
+# No length or pattern here: text that is not a refresh token is an invalid
+# token (401), not a schema error (422). The body limit bounds its size, and
+# security.tokens.refresh_token_org refuses it before it is hashed or looked up.
+RefreshTokenText = Annotated[
+    str, Meta(description="As issued by login or refresh: `<org_id>.<43 base64url characters>`")
+]
 
 
 class LoginRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

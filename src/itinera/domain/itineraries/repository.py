@@ -30,6 +30,9 @@ DATE_RULE = "start_date must not be after end_date"
 _ORG = ItineraryRow.org_id == bindparam("org_id")
 _ID = ItineraryRow.id == bindparam("id")
 _VERSION_IN = ItineraryRow.version == func.any(bindparam("versions", type_=ARRAY(Integer)))
+# What the integer column can hold: a larger If-Match names no version, and as
+# a parameter it would not even encode.
+_STORABLE_VERSIONS = range(1, 2**31)
 
 CREATE = Prepared(
     insert(ItineraryRow)
@@ -78,6 +81,10 @@ def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
     return Prepared(statement.order_by(ItineraryRow.id.desc()).limit(bindparam("limit")))
 
 
+def _storable(versions: Collection[int]) -> list[int]:
+    return [version for version in versions if version in _STORABLE_VERSIONS]
+
+
 def _itinerary(row: asyncpg.Record) -> Itinerary:
     return Itinerary(**dict(row.items()))
 
@@ -112,9 +119,12 @@ class ItineraryRepository(TenantStatements):
         self, itinerary_id: uuid.UUID, versions: Collection[int], values: dict[str, Any]
     ) -> Itinerary:
         """Write only over one of ``versions``: two writers of one version never both win."""
+        storable = _storable(versions)
+        if not storable:
+            raise await self._why_not(itinerary_id)
         statement = _update(frozenset(values))
         with translate_integrity_errors(check=DATE_RULE):
-            row = await self.fetchrow(statement, id=itinerary_id, versions=list(versions), **values)
+            row = await self.fetchrow(statement, id=itinerary_id, versions=storable, **values)
         if row is None:
             raise await self._why_not(itinerary_id)
         return _itinerary(row)
@@ -122,13 +132,17 @@ class ItineraryRepository(TenantStatements):
     async def delete(self, itinerary_id: uuid.UUID, versions: Collection[int] | None) -> None:
         if versions is None:
             deleted = await self.fetchrow(DELETE, id=itinerary_id)
+        elif storable := _storable(versions):
+            deleted = await self.fetchrow(DELETE_VERSION, id=itinerary_id, versions=storable)
         else:
-            deleted = await self.fetchrow(DELETE_VERSION, id=itinerary_id, versions=list(versions))
+            deleted = None
         if deleted is None:
             raise await self._why_not(itinerary_id)
 
     async def _why_not(self, itinerary_id: uuid.UUID) -> Exception:
         """A conditional write matched nothing: the row is gone, or its version moved on."""
         if await self.fetchval(EXISTS, id=itinerary_id):
-            return StaleVersionError("the itinerary has changed; fetch it again")
+            return StaleVersionError(
+                "If-Match does not name the current version; fetch the itinerary again"
+            )
         return NotFoundError("no such itinerary")
