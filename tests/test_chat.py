@@ -431,3 +431,25 @@ async def test_a_conversational_message_finds_passages_sharing_any_of_its_words(
         "Advanced divers go to the Blue Hole arch.",
         "Beginners and advanced divers both enjoy the Canyon.",
     }
+
+
+async def test_a_long_message_searches_its_first_32_distinct_words(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for body in ("Frogfish hide in plain sight.", "Zanzibar has frogfish too."):
+        await client.post(
+            "/v1/knowledge",
+            json={"source": "guide", "title": "Critters", "body": body},
+            headers=tenant.admin.headers,
+        )
+    url = await session_url(client, tenant.member)
+    opening = "Frogfish " * 500 + " ".join(f"word{n}" for n in range(31))
+    # "zanzibar" is the 33rd distinct word: the search never sees it.
+    message = f"{opening} zanzibar {'padding ' * 10_000}"
+    asked = await post(client, tenant.member, url, message)
+    assert asked.status_code == 201, asked.text
+    # Had it counted, the Zanzibar passage would share two words and come first.
+    assert [hit["chunk_text"] for hit in asked.json()["hits"]] == [
+        "Frogfish hide in plain sight.",
+        "Zanzibar has frogfish too.",
+    ]

@@ -213,6 +213,35 @@ async def test_text_search_finds_a_rare_word(client: httpx.AsyncClient, tenant: 
     assert await search(client, tenant.member, query_text="submarine") == []
 
 
+async def test_repeats_drop_out_and_websearch_syntax_stays(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await ingest(
+        client,
+        tenant.member,
+        chunks=[
+            {"text": "A manta ray glides over the reef."},
+            {"text": "The ray and the manta never met."},
+            {"text": "Manta season is winter."},
+            {"text": "Whale sharks feed at dawn."},
+        ],
+    )
+
+    async def texts(query_text: str) -> set[str]:
+        return {r["chunk_text"] for r in await search(client, tenant.member, query_text=query_text)}
+
+    assert await texts("MANTA manta " * 100) == await texts("manta")
+    assert await texts('"manta ray" "manta ray"') == {"A manta ray glides over the reef."}
+    assert await texts("manta -winter -winter") == {
+        "A manta ray glides over the reef.",
+        "The ray and the manta never met.",
+    }
+    assert await texts("whale shark or whale shark or winter") == {
+        "Whale sharks feed at dawn.",
+        "Manta season is winter.",
+    }
+
+
 async def test_hybrid_merges_both_legs(client: httpx.AsyncClient, tenant: Tenant) -> None:
     await ingest(
         client,
@@ -270,6 +299,7 @@ async def test_search_never_crosses_orgs(
         ({"query_text": "x", "k": 101}, "/k"),
         ({"query_text": ""}, "/query_text"),
         ({"query_text": "x", "min_similarity": 2}, "/min_similarity"),
+        ({"query_text": " ".join(f"w{n}" for n in range(33))}, "/query_text"),
     ],
 )
 async def test_bad_searches_are_422(

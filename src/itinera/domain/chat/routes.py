@@ -16,7 +16,7 @@ from itinera.domain.chat.schemas import (
     ChatSessionCreate,
     ChatSessionListQuery,
 )
-from itinera.domain.knowledge.schemas import SearchRequest, SearchResult
+from itinera.domain.knowledge.schemas import SearchResult
 from itinera.domain.knowledge.search import KnowledgeSearch
 from itinera.errors import NotFoundError
 from itinera.http import UNDECODABLE, JSONResponse
@@ -29,9 +29,6 @@ api = Api(tag="chat")
 # A few passages are context enough for the next turn; deeper retrieval is
 # what POST /v1/knowledge/search is for.
 HITS_K = 5
-# The search endpoint's own bound on query_text: a long message still makes a
-# cheap query, from its opening words.
-HITS_QUERY_CHARS = 2000
 
 
 async def _repository(ctx: Context) -> ChatRepository:
@@ -122,9 +119,9 @@ async def post_chat_message(ctx: Context, body: ChatMessageCreate) -> Response:
     hits: list[SearchResult] = []
     if search is not None:
         # Full text only (a message carries no vector), any word counting:
-        # a conversational turn rarely has all its words in one passage.
-        query = SearchRequest(query_text=body.content[:HITS_QUERY_CHARS], k=HITS_K)
-        hits = await search.by_text(query, HITS_K, any_word=True)
+        # a conversational turn rarely has all its words in one passage. A
+        # long message searches its first distinct words, never refused.
+        hits = await search.by_any_word(body.content, HITS_K)
     location = f"/v1/chat/sessions/{message.session_id}/messages"
     return JSONResponse(
         ChatMessagePosted(message=message, hits=hits),

@@ -27,7 +27,17 @@ Vector = Annotated[
         extra_json_schema={"x-embedding-vector": True},
     ),
 ]
-QueryText = Annotated[str, Meta(min_length=1, max_length=2000)]
+# ts_rank_cd's work on every matching row grows with the query's operands: a
+# search may hold this many distinct terms (words, with their sign), no more.
+MAX_QUERY_TERMS = 32
+QueryText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=2000,
+        description=f"websearch syntax; at most {MAX_QUERY_TERMS} distinct terms",
+    ),
+]
 
 
 class ChunkIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
