@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
+from itinera.ratelimit import RateLimiter, bucket_key
 from itinera.settings import Settings
 from tests.support.app import running_app
 from tests.support.http import assert_problem, with_key
+from tests.support.rate_limits import limited, remaining, unique_address
 from tests.support.servers import RedisProcess
 from tests.support.tenants import Tenant
 
@@ -23,12 +26,6 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-def limited(settings: Settings, **per_minute: int) -> Settings:
-    """Small buckets; a patient Redis timeout, so a busy test machine never fails open here."""
-    buckets = {f"rate_limit_{name}_per_minute": n for name, n in per_minute.items()}
-    return settings.replace(redis_timeout_seconds=5.0, **buckets)
 
 
 async def test_headers_count_down_and_the_bucket_refuses_past_its_size(
@@ -124,22 +121,94 @@ async def test_keys_are_hash_tagged_and_expire_when_idle(
 
 
 async def test_login_is_limited_per_address_and_email(settings: Settings, tenant: Tenant) -> None:
-    def login(email: str, forwarded: str | None = None) -> dict[str, object]:
-        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
-        return {
-            "json": {"org": tenant.slug, "email": email, "password": "wrong"},
-            "headers": headers,
-        }
+    def wrong_password(email: str) -> dict[str, str]:
+        return {"org": tenant.slug, "email": email, "password": "wrong"}
 
     async with running_app(limited(settings, auth=1)) as client:
-        first = await client.post("/v1/auth/login", **login(tenant.member.email))
-        again = await client.post("/v1/auth/login", **login(tenant.member.email.upper()))
-        other_email = await client.post("/v1/auth/login", **login(tenant.admin.email))
+        first = await client.post("/v1/auth/login", json=wrong_password(tenant.member.email))
+        again = await client.post(
+            "/v1/auth/login", json=wrong_password(tenant.member.email.upper())
+        )
+        other_email = await client.post("/v1/auth/login", json=wrong_password(tenant.admin.email))
         # The peer is not a trusted proxy: X-Forwarded-For changes nothing.
-        spoofed = await client.post("/v1/auth/login", **login(tenant.member.email, "203.0.113.9"))
+        spoofed = await client.post(
+            "/v1/auth/login",
+            json=wrong_password(tenant.member.email),
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
     assert (first.status_code, again.status_code, other_email.status_code) == (401, 429, 401)
     assert spoofed.status_code == 429
-    assert again.headers["ratelimit-policy"] == '"auth";q=1;w=60'
+    assert again.headers["ratelimit-policy"] == '"auth";q=1;w=60, "auth-ip";q=100000;w=60'
+    assert assert_problem(again, 429, QUOTA)["violated-policies"] == ["auth"]
+
+
+async def test_password_spraying_from_one_address_runs_dry_at_the_auth_ip_bucket(
+    settings: Settings, tenant: Tenant
+) -> None:
+    # The attack: 80 emails, one guess each, from one address; the per-email
+    # bucket never fills, the per-address one must.
+    sprayer = {"X-Forwarded-For": unique_address()}
+    behind_proxy = limited(settings, auth=10, auth_ip=60).replace(trusted_proxies=("127.0.0.1",))
+
+    def guess(n: int) -> dict[str, str]:
+        return {"org": tenant.slug, "email": f"guess-{n}@example.com", "password": "Winter2025!"}
+
+    async with running_app(behind_proxy) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/auth/login", json=guess(n), headers=sprayer) for n in range(80))
+        )
+        elsewhere = await client.post(
+            "/v1/auth/login", json=guess(0), headers={"X-Forwarded-For": unique_address()}
+        )
+        metrics = (await client.get("/metrics")).text
+    assert sorted(a.status_code for a in answers) == [401] * 60 + [429] * 20
+    for refused in (a for a in answers if a.status_code == 429):
+        assert assert_problem(refused, 429, QUOTA)["violated-policies"] == ["auth-ip"]
+        assert refused.headers["ratelimit-policy"] == '"auth";q=10;w=60, "auth-ip";q=60;w=60'
+        # All or nothing: the refused guess left its email's bucket full.
+        assert refused.headers["ratelimit"] == '"auth";r=10, "auth-ip";r=0;t=1'
+        assert refused.headers["retry-after"] == "1"
+    assert elsewhere.status_code == 401
+    assert 'itinera_rate_limit_decisions_total{bucket="auth-ip",outcome="denied"} 20.0' in metrics
+
+
+async def test_a_login_refused_for_its_email_spends_nothing_of_its_address(
+    settings: Settings, tenant: Tenant
+) -> None:
+    address = {"X-Forwarded-For": unique_address()}
+    behind_proxy = limited(settings, auth=1, auth_ip=3).replace(trusted_proxies=("127.0.0.1",))
+
+    def login(email: str) -> dict[str, str]:
+        return {"org": tenant.slug, "email": email, "password": "wrong"}
+
+    async with running_app(behind_proxy) as client:
+        answers = [
+            await client.post("/v1/auth/login", json=login(email), headers=address)
+            for email in (tenant.member.email, tenant.member.email, tenant.admin.email)
+        ]
+    assert [a.status_code for a in answers] == [401, 429, 401]
+    assert assert_problem(answers[1], 429, QUOTA)["violated-policies"] == ["auth"]
+    assert [remaining(a, "auth-ip") for a in answers] == [2, 2, 1]
+
+
+async def test_login_buckets_share_the_client_address_hash_tag(
+    settings: Settings, tenant: Tenant, redis: Redis
+) -> None:
+    # One EVALSHA touches both keys; on Redis Cluster they must share a slot.
+    address = unique_address()
+    behind_proxy = limited(settings, auth=10, auth_ip=60).replace(trusted_proxies=("127.0.0.1",))
+    async with running_app(behind_proxy) as client:
+        await client.post(
+            "/v1/auth/login",
+            json={"org": tenant.slug, "email": tenant.member.email, "password": "wrong"},
+            headers={"X-Forwarded-For": address},
+        )
+    tag = f"itinera:rl:{{ip:{address}}}"
+    digest = hashlib.sha256(tenant.member.email.lower().encode()).hexdigest()[:32]
+    keys = {key.decode() async for key in redis.scan_iter(match=f"{tag}:*")}
+    assert keys == {f"{tag}:auth:login:{digest}", f"{tag}:auth-ip:login"}
+    for key in keys:
+        assert 0 < await redis.ttl(key) <= 61
 
 
 async def test_trusted_proxies_forward_the_client_address(
@@ -158,6 +227,15 @@ async def test_trusted_proxies_forward_the_client_address(
             "/v1/auth/refresh", json=body, headers={"X-Forwarded-For": "198.51.100.2, 127.0.0.1"}
         )
     assert (a.status_code, a2.status_code, b.status_code) == (401, 429, 401)
+
+
+async def test_one_decision_never_spans_two_hash_tags(settings: Settings, redis: Redis) -> None:
+    # Redis Cluster would refuse it (CROSSSLOT), and the limiter would fail open.
+    limiter = RateLimiter(redis, settings)
+    auth = limiter.policies["auth"]
+    apart = [(auth, bucket_key("ip:192.0.2.1", "a")), (auth, bucket_key("ip:192.0.2.2", "b"))]
+    with pytest.raises(ValueError, match="hash tag"):
+        await limiter.take(apart)
 
 
 @pytest.mark.slow

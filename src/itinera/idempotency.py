@@ -27,11 +27,13 @@ NEVER_STORED = frozenset({401, 403, 409, 412, 428, 429})
 _sorted_json = msgspec.json.Encoder(order="sorted")
 
 
-def parse_key(header: str | None) -> str | None:
+def parse_key(lines: list[str]) -> str | None:
     """The key of an ``Idempotency-Key`` header; the quoted form ``"k"`` is the key ``k``."""
-    if header is None:
+    if not lines:
         return None
-    key = header.strip()
+    if len(lines) > 1:
+        raise MalformedInputError("send one Idempotency-Key header")
+    key = lines[0].strip()
     if len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]
     if not KEY_FORM.fullmatch(key) or '"' in key:
@@ -47,7 +49,7 @@ def fingerprint(scope: Scope) -> bytes:
     except UNDECODABLE:
         canonical = body
     query = urlencode(sorted(parse_qsl(scope.get("query_string", b"").decode("latin-1"))))
-    if_match = request_scope.header(scope, b"if-match") or ""
+    if_match = request_scope.header_list(scope, b"if-match") or ""
     digest = hashlib.sha256()
     for part in (scope["method"], scope["path"], query, if_match):
         digest.update(part.encode())

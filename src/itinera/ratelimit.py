@@ -3,46 +3,68 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+from starlette.types import Scope
 
 from itinera.settings import Settings
 
 WINDOW_SECONDS = 60
 
-# KEYS[1] bucket; ARGV[1] capacity; ARGV[2] tokens per second.
-# Time comes from the server, so every replica shares one clock. The state is
-# a hash {tokens, ts}; it expires once it would have refilled completely.
-# Returns {allowed, whole tokens left, seconds until the next token or -1 if full}.
-TOKEN_BUCKET = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
+# A bucket to take a token from: the policy's name and the caller's key.
+Bucket = tuple[str, str]
+# A route's buckets: a policy name (keyed by the caller), or a rule that picks
+# them from the request (public routes, body-dependent buckets). Several buckets
+# are taken in one round trip, all or none; their keys must share a hash tag.
+BucketRule = Callable[[Scope], Bucket | list[Bucket]]
+
+# KEYS: the buckets of one decision; ARGV[2i-1], ARGV[2i]: capacity and tokens
+# per second of KEYS[i]. All or none: the request is allowed only when every
+# bucket holds a token, and then takes one from each, so a request refused by
+# one bucket spends nothing of the others.
+# Time comes from the server, so every replica shares one clock. A state is a
+# hash {tokens, ts}; it expires once it would have refilled completely.
+# Returns {allowed, then per bucket: whole tokens left, seconds until the next
+# token or -1 if full}.
+TOKEN_BUCKETS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = capacity
-  ts = now
+local levels = {}
+local allowed = 1
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil or ts == nil then
+    tokens = capacity
+    ts = now
+  end
+  tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
+  if tokens < 1 then allowed = 0 end
+  levels[i] = tokens
 end
-tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+local reply = {allowed}
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
+  local tokens = levels[i] - allowed
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(capacity / rate) + 1)
+  local whole = math.floor(tokens)
+  local wait = -1
+  if whole < capacity then
+    wait = math.ceil((whole + 1 - tokens) / rate)
+    if wait < 1 then wait = 1 end
+  end
+  reply[2 * i] = whole
+  reply[2 * i + 1] = wait
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
-local whole = math.floor(tokens)
-local wait = -1
-if whole < capacity then
-  wait = math.ceil((whole + 1 - tokens) / rate)
-  if wait < 1 then wait = 1 end
-end
-return {allowed, whole, wait}
+return reply
 """
 
 
@@ -62,16 +84,45 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    allowed: bool
+class BucketState:
+    """One bucket after a decision."""
+
+    policy: Policy
     remaining: int
     reset_seconds: int | None  # until the next token; None when the bucket is full
 
-    def header(self, policy: Policy) -> str:
-        value = f'"{policy.name}";r={self.remaining}'
+    @property
+    def header(self) -> str:
+        value = f'"{self.policy.name}";r={self.remaining}'
         if self.reset_seconds is not None:
             value += f";t={self.reset_seconds}"
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    buckets: tuple[BucketState, ...]
+
+    @property
+    def violated(self) -> tuple[BucketState, ...]:
+        """The buckets that refused: empty ones (a refusal takes no token, so 0 means empty)."""
+        if self.allowed:
+            return ()
+        return tuple(bucket for bucket in self.buckets if bucket.remaining == 0)
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until every empty bucket holds a token again (at least 1)."""
+        return max((bucket.reset_seconds or 1 for bucket in self.violated), default=1)
+
+    @property
+    def policy_header(self) -> str:
+        return ", ".join(bucket.policy.header for bucket in self.buckets)
+
+    @property
+    def state_header(self) -> str:
+        return ", ".join(bucket.header for bucket in self.buckets)
 
 
 def policies(settings: Settings) -> dict[str, Policy]:
@@ -79,10 +130,11 @@ def policies(settings: Settings) -> dict[str, Policy]:
         "agent": Policy("agent", settings.rate_limit_agent_per_minute),
         "crud": Policy("crud", settings.rate_limit_crud_per_minute),
         "auth": Policy("auth", settings.rate_limit_auth_per_minute),
+        "auth-ip": Policy("auth-ip", settings.rate_limit_auth_ip_per_minute),
     }
 
 
-SCRIPT_SHA = hashlib.sha1(TOKEN_BUCKET.encode(), usedforsecurity=False).hexdigest()
+SCRIPT_SHA = hashlib.sha1(TOKEN_BUCKETS.encode(), usedforsecurity=False).hexdigest()
 
 
 class RateLimiter:
@@ -95,20 +147,38 @@ class RateLimiter:
         self.outage_warnings = WarningThrottle()
         self._redis = redis
 
-    async def take(self, policy: Policy, key: str) -> Decision:
-        args = (policy.capacity, policy.refill_per_second)
+    async def take(self, buckets: Sequence[tuple[Policy, str]]) -> Decision:
+        """A token from every bucket (policy, key), or from none when any of them is empty."""
+        keys = [key for _, key in buckets]
+        if len(keys) > 1 and len({hash_tag(key) for key in keys}) > 1:
+            # Redis Cluster would answer CROSSSLOT, and an unavailable limiter fails open.
+            raise ValueError(f"the keys of one decision must share a hash tag: {keys}")
+        args = [n for policy, _ in buckets for n in (policy.capacity, policy.refill_per_second)]
         try:
-            reply = await self._redis.evalsha(SCRIPT_SHA, 1, key, *args)
+            reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         except NoScriptError:
-            await self._redis.script_load(TOKEN_BUCKET)
-            reply = await self._redis.evalsha(SCRIPT_SHA, 1, key, *args)
-        allowed, remaining, wait = reply
-        return Decision(bool(allowed), int(remaining), None if int(wait) < 0 else int(wait))
+            await self._redis.script_load(TOKEN_BUCKETS)
+            reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        allowed, *states = reply
+        return Decision(
+            bool(allowed),
+            tuple(
+                BucketState(policy, int(left), None if int(wait) < 0 else int(wait))
+                for (policy, _), left, wait in zip(buckets, states[::2], states[1::2], strict=True)
+            ),
+        )
 
 
 def bucket_key(identity: str, bucket: str) -> str:
     """``{identity}`` is a hash tag: one user's buckets share a Redis Cluster slot."""
     return f"itinera:rl:{{{identity}}}:{bucket}"
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes: the first non-empty ``{…}``, else all of it."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else key
 
 
 class WarningThrottle:

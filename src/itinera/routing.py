@@ -29,6 +29,7 @@ from itinera.errors import AuthenticationError, FieldError, InvalidInputError, I
 from itinera.http import MALFORMED, NOT_FOUND, UNDECODABLE, error_response, problem_response
 from itinera.lifespan import Resources
 from itinera.pagination import K, Page, T
+from itinera.ratelimit import BucketRule
 from itinera.security.principal import Principal
 
 HandlerFn = Callable[..., Awaitable[Response]]
@@ -77,6 +78,10 @@ class Context:
     def headers(self) -> Headers:
         return Headers(scope=self.scope)
 
+    def header_list(self, name: bytes) -> str | None:
+        """A list-valued header (``If-Match``), every line of it (``name`` in lower case)."""
+        return request_scope.header_list(self.scope, name)
+
     def after(self, cursor: str | None, key_type: type[K]) -> K | None:
         """The sort key a page continues after, from a cursor issued by this route to this org."""
         if cursor is None:
@@ -109,7 +114,7 @@ class Operation:
     status: int = 200
     public: bool = False
     # A policy name (per user), a rule picking policy and key, or None (not limited).
-    bucket: str | Callable[[Scope], tuple[str, str]] | None = "crud"
+    bucket: str | BucketRule | None = "crud"
     idempotency: Idempotency = Idempotency.NONE
     uses_database: bool = True
     # Only enabled admins of the org, as the database has them when the request starts.
@@ -312,10 +317,12 @@ def build_routes(operations: Sequence[Operation], chain: ChainBuilder) -> list[R
 
 
 def _is_json(scope: Scope) -> bool:
-    content_type = request_scope.header(scope, b"content-type")
-    if content_type is None:
+    lines = request_scope.header_lines(scope, b"content-type")
+    if not lines:
         return True  # a missing content type is read as JSON
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    if len(lines) > 1:
+        return False  # which one would the body follow?
+    media_type = lines[0].split(";", 1)[0].strip().lower()
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )

@@ -40,8 +40,25 @@ def route_template(scope: Scope) -> str | None:
 
 
 def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of a request header (``name`` in lower case)."""
+    """The first line of a request header (``name`` in lower case); see ``header_lines``."""
     for key, value in cast("list[tuple[bytes, bytes]]", scope["headers"]):
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def header_list(scope: Scope, name: bytes) -> str | None:
+    """A list-valued header's lines joined into one list, as RFC 9110 reads them."""
+    lines = header_lines(scope, name)
+    return ", ".join(lines) if lines else None
+
+
+def header_lines(scope: Scope, name: bytes) -> list[str]:
+    """Every line of a request header, in order (``name`` in lower case).
+
+    A list-valued header may arrive as several lines that mean one list
+    (RFC 9110 §5.3); a decision taken on the first line alone can be steered
+    by whoever writes the others.
+    """
+    headers = cast("list[tuple[bytes, bytes]]", scope["headers"])
+    return [value.decode("latin-1") for key, value in headers if key == name]

@@ -159,11 +159,22 @@ class RedisProcess:
             ],
             stdout=subprocess.DEVNULL,
         )
+        # The socket file appears before the server answers on it: wait for a PONG.
         deadline = time.monotonic() + 10
-        while not self.socket.exists():
+        while not self._answers_ping():
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.02)
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1)
+                sock.connect(str(self.socket))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is not None:

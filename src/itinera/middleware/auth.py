@@ -22,10 +22,16 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = request_scope.header(scope, b"authorization")
-        if authorization is None:
+        lines = request_scope.header_lines(scope, b"authorization")
+        if not lines:
             await _refuse(scope, receive, send, "a bearer token is required", error=None)
             return
+        if len(lines) > 1:
+            # Whoever is authorised must not depend on which line a proxy or we read.
+            detail = "send one Authorization header"
+            await _refuse(scope, receive, send, detail, error="invalid_request")
+            return
+        authorization = lines[0]
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             await _refuse(scope, receive, send, "use the Bearer scheme", error="invalid_request")

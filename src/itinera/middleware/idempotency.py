@@ -41,7 +41,7 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            key = parse_key(request_scope.header(scope, b"idempotency-key"))
+            key = parse_key(request_scope.header_lines(scope, b"idempotency-key"))
         except MalformedInputError as exc:
             await problem_response(400, exc.detail, type=MALFORMED)(scope, receive, send)
             return

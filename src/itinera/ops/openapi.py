@@ -74,8 +74,7 @@ ERROR_RESPONSES: dict[int, tuple[str, str, tuple[str, ...]]] = {
     ),
     408: (
         "RequestTimeout",
-        "The body stopped arriving for longer than the configured pause; the connection "
-        "is closed.",
+        "The body stopped arriving for longer than the configured pause; the connection is closed.",
         (),
     ),
     412: ("PreconditionFailed", "If-Match names a stale or weak ETag; nothing changed.", ()),

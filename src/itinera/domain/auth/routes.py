@@ -7,7 +7,7 @@ from starlette.responses import Response
 from itinera.domain.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from itinera.domain.auth.service import AuthService
 from itinera.http import JSONResponse
-from itinera.middleware.rate_limit import login_bucket, refresh_bucket
+from itinera.middleware.rate_limit import login_buckets, refresh_bucket
 from itinera.routing import Api, Context, Idempotency
 
 api = Api(tag="auth")
@@ -28,7 +28,7 @@ def _service(ctx: Context) -> AuthService:
     summary="Exchange org, email and password for an access and a refresh token",
     response=TokenPair,
     public=True,
-    bucket=login_bucket,
+    bucket=login_buckets,
     idempotency=Idempotency.NONE,
     statuses=(401,),
 )

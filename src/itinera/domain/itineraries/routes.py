@@ -72,7 +72,7 @@ async def get_itinerary(ctx: Context) -> Response:
     itinerary = await (await _repository(ctx)).get(ctx.path_id())
     if itinerary is None:
         raise NotFoundError("no such itinerary")
-    if none_match(ctx.headers.get("if-none-match"), itinerary.version):
+    if none_match(ctx.header_list(b"if-none-match"), itinerary.version):
         return Response(status_code=304, headers={"ETag": etag(itinerary.version)})
     return _answer(itinerary)
 
@@ -84,7 +84,7 @@ async def get_itinerary(ctx: Context) -> Response:
     statuses=(404, 412, 428),
 )
 async def replace_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
-    versions = versions_required(ctx.headers.get("if-match"))
+    versions = versions_required(ctx.header_list(b"if-match"))
     _check_dates(body)
     values = {name: getattr(body, name) for name in body.__struct_fields__}
     itinerary = await (await _repository(ctx)).update(ctx.path_id(), versions, values)
@@ -98,7 +98,7 @@ async def replace_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     statuses=(404, 412, 428),
 )
 async def update_itinerary(ctx: Context, body: ItineraryUpdate) -> Response:
-    versions = versions_required(ctx.headers.get("if-match"))
+    versions = versions_required(ctx.header_list(b"if-match"))
     start, end = body.start_date, body.end_date
     # With one date only, the table's check constraint compares it to the stored other.
     if isinstance(start, date) and isinstance(end, date) and start > end:
@@ -113,6 +113,6 @@ async def update_itinerary(ctx: Context, body: ItineraryUpdate) -> Response:
     statuses=(404, 412),
 )
 async def delete_itinerary(ctx: Context) -> Response:
-    versions = versions_allowed(ctx.headers.get("if-match"))
+    versions = versions_allowed(ctx.header_list(b"if-match"))
     await (await _repository(ctx)).delete(ctx.path_id(), versions)
     return Response(status_code=204)
