@@ -40,7 +40,7 @@ class RequestLimitsMiddleware:
             return
         declared = request_scope.header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+            await _refuse_and_close(self._too_large, scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -49,14 +49,14 @@ class RequestLimitsMiddleware:
                 async with asyncio.timeout(self.body_timeout):
                     message = await receive()
             except TimeoutError:
-                await self._refuse_slow_body(scope, receive, send)
+                await _refuse_and_close(self._too_slow, scope, receive, send)
                 return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+                await _refuse_and_close(self._too_large, scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -74,18 +74,18 @@ class RequestLimitsMiddleware:
 
         await self.app(scope, receive_buffered, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413,
-            f"the request body is larger than {self.max_bytes} bytes",
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+    @property
+    def _too_large(self) -> tuple[int, str]:
+        return 413, f"the request body is larger than {self.max_bytes} bytes"
 
-    async def _refuse_slow_body(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            408,
-            f"the request body paused for more than {self.body_timeout:g} s",
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+    @property
+    def _too_slow(self) -> tuple[int, str]:
+        return 408, f"the request body paused for more than {self.body_timeout:g} s"
+
+
+async def _refuse_and_close(
+    refusal: tuple[int, str], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer, and close the connection: the rest of the body is not worth reading."""
+    status, detail = refusal
+    await problem_response(status, detail, headers={"Connection": "close"})(scope, receive, send)
