@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy --strict src

@@ -15,7 +15,7 @@ from bench.corpus import Vectors
 from bench.measure import LoadPlan
 from bench.report import P99_TARGET_MS, Row
 from bench.stack import Stack
-from itinera.cli import owner_sessions
+from itinera.cli import owner_unit_of_work
 from itinera.domain.orgs.repository import OrgRepository
 from itinera.domain.users.repository import UserRepository
 from itinera.security.passwords import PasswordHasher
@@ -46,12 +46,14 @@ async def create_orgs(owner_url: str) -> list[uuid.UUID]:
     settings = Settings(admin_database_url=owner_url, database_url=owner_url)
     password_hash = await PasswordHasher().hash(SEARCH_PASSWORD)
     org_ids = []
-    async with owner_sessions(settings) as sessions, sessions() as session:
-        for n in range(ORGS):
-            org = await OrgRepository(session).create(_slug(n), f"Bench org {n}")
-            await UserRepository(session, org.id).create(_email(n), password_hash, "member")
-            org_ids.append(org.id)
-        await session.commit()
+    for n in range(ORGS):
+        # A unit of work serves one tenant: one transaction per org.
+        async with owner_unit_of_work(settings) as uow:
+            org = await OrgRepository(uow).create(_slug(n), f"Bench org {n}")
+            await uow.set_tenant(org.id)
+            await UserRepository(uow).create(_email(n), password_hash, "member")
+            await uow.commit()
+        org_ids.append(org.id)
     return org_ids
 
 

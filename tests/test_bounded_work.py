@@ -10,9 +10,11 @@ import anyio
 import httpx
 import msgspec
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Float, bindparam, text
 from starlette.responses import Response
 
+from itinera.db.prepared import Prepared
+from itinera.db.repository import Repository
 from itinera.http import JSONResponse
 from itinera.routing import Api, Context
 from itinera.settings import Settings
@@ -32,20 +34,29 @@ class Sleep(msgspec.Struct):
     seconds: float
 
 
+BACKEND_PID = Prepared(text("SELECT pg_backend_pid()"))
+SLEEP = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+
+
+class Probe(Repository):
+    async def backend_pid(self) -> int:
+        return int(await self.scalar(BACKEND_PID))
+
+    async def sleep(self, seconds: float) -> None:
+        await self.execute(SLEEP, seconds=seconds)
+
+
 @probes.post("/v1/probes/sleep", summary="one statement that takes its time", status=200)
 async def sleep(ctx: Context, body: Sleep) -> Response:
-    session = await ctx.uow.session()
-    pid = await session.scalar(text("SELECT pg_backend_pid()"))
-    await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": body.seconds})
-    return JSONResponse(Backend(pid=int(pid or 0)))
+    probe = ctx.repository(Probe)
+    pid = await probe.backend_pid()
+    await probe.sleep(body.seconds)
+    return JSONResponse(Backend(pid=pid))
 
 
 @probes.get("/v1/probes/backend", summary="the backend serving this request")
 async def backend(ctx: Context) -> Response:
-    session = await ctx.uow.session()
-    return JSONResponse(
-        Backend(pid=int(await session.scalar(text("SELECT pg_backend_pid()")) or 0))
-    )
+    return JSONResponse(Backend(pid=await ctx.repository(Probe).backend_pid()))
 
 
 @pytest.fixture

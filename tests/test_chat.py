@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -453,3 +454,17 @@ async def test_a_long_message_searches_its_first_32_distinct_words(
         "Frogfish hide in plain sight.",
         "Zanzibar has frogfish too.",
     ]
+
+
+async def test_a_user_message_is_two_statements_and_others_one(
+    client: httpx.AsyncClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewal and the message are one statement; the hits are the second."""
+    url = await session_url(client, tenant.member)
+    caplog.set_level(logging.INFO, logger="itinera.access")
+    caplog.clear()
+    assert (await post(client, tenant.member, url, "manta reef")).status_code == 201
+    assert (await post(client, tenant.member, url, "ok", role="assistant")).status_code == 201
+    counts = [r.__dict__["db_round_trips"] for r in caplog.records if r.name == "itinera.access"]
+    # Each with the transaction's opening and its commit.
+    assert counts == [4, 3]

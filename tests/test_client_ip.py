@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import httpx
 import pytest
 
-from itinera.middleware.rate_limit import forwarded_client
+from itinera.buckets import forwarded_client
 from itinera.settings import Settings
 from tests.support.app import running_app
 from tests.support.rate_limits import limited, remaining, unique_address, unique_proxy

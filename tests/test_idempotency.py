@@ -204,7 +204,7 @@ class ProbeBody(msgspec.Struct):
 
 @probes.post("/v1/probes/write-then-raise", summary="writes, then raises", status=201)
 async def write_then_raise(ctx: Context, body: ProbeBody) -> Response:
-    repository = ItineraryRepository(await ctx.uow.driver(), ctx.principal.org_id)
+    repository = ctx.repository(ItineraryRepository)
     await repository.create(
         ctx.principal.user_id,
         ItineraryCreate(title=body.title, start_date=date(2027, 1, 1), end_date=date(2027, 1, 2)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from typing import Any
@@ -327,3 +328,30 @@ async def test_vectors_of_any_magnitude_compare_by_direction(
     huge = await search(client, tenant.member, query_vector=axis(1, 3e19), k=1)
     assert [(r["chunk_text"], r["score"]) for r in tiny] == [("tiny", pytest.approx(1.0))]
     assert [(r["chunk_text"], r["score"]) for r in huge] == [("huge", pytest.approx(1.0))]
+
+
+def round_trips(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """The database round trips of each request since the last call, from the access log."""
+    counts = [r.__dict__["db_round_trips"] for r in caplog.records if r.name == "itinera.access"]
+    caplog.clear()
+    return counts
+
+
+async def test_an_ingest_and_each_search_are_one_statement(
+    client: httpx.AsyncClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opening the transaction (with the HNSW settings), the statement, the commit."""
+    many = [{"text": f"reef chunk {n}", "vector": axis(n % DIM)} for n in range(40)]
+    caplog.set_level(logging.INFO, logger="itinera.access")
+    caplog.clear()
+    assert (await ingest(client, tenant.member, chunks=many)).status_code == 201
+    assert (await ingest(client, tenant.member, chunks=[{"text": "reef"}])).status_code == 201
+    assert round_trips(caplog) == [3, 3]
+    for fields in (
+        {"query_vector": axis(1)},
+        {"query_vector": axis(1), "model": "m", "min_similarity": 0.1},
+        {"query_text": "reef"},
+        {"query_text": "reef", "query_vector": axis(1), "destination_id": str(uuid.uuid4())},
+    ):
+        await search(client, tenant.member, **fields)
+        assert round_trips(caplog) == [3], fields

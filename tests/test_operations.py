@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import text
 from starlette.responses import Response
 
+from itinera.db.prepared import Prepared
+from itinera.db.repository import Repository
 from itinera.routing import Api, Context
 from itinera.settings import Settings
 from tests.support.app import running_app
@@ -65,13 +67,14 @@ async def test_one_access_log_line_per_request_without_secrets(
 probes = Api(tag="probes")
 
 
+BROKEN_SQL = Prepared(text("SELECT missing_column FROM itinerary WHERE :secret <> ''"))
+
+
 @probes.post("/v1/probes/sql-error", summary="fails in SQL with a secret parameter")
 async def sql_error(ctx: Context) -> Response:
-    session = await ctx.uow.session()
-    await session.execute(
-        text("SELECT missing_column FROM itinerary WHERE :secret <> ''"),
-        {"secret": "hunter2-secret"},
-    )
+    # From the request, not a literal here: a traceback shows this line's source.
+    secret = ctx.headers["x-probe-secret"]
+    await ctx.repository(Repository).execute(BROKEN_SQL, secret=secret)
     return Response(status_code=204)
 
 
@@ -84,7 +87,8 @@ async def probe_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def test_a_500_says_nothing_and_logs_no_parameters(
     probe_client: httpx.AsyncClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
 ) -> None:
-    response = await probe_client.post("/v1/probes/sql-error", headers=tenant.member.headers)
+    headers = {**tenant.member.headers, "X-Probe-Secret": "hunter2-secret"}
+    response = await probe_client.post("/v1/probes/sql-error", headers=headers)
     problem = assert_problem(response, 500)
     assert problem["detail"] == "an unexpected error occurred"
     assert "missing_column" not in response.text

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from itinera.db.engine import create_engine, session_factory
+from itinera.db.engine import create_engine
 from itinera.db.models import TENANT_TABLES, Destination, new_id
 from itinera.db.unit_of_work import TENANT_SETTING, UnitOfWork
 from itinera.domain.itineraries.repository import ItineraryRepository
@@ -32,6 +32,20 @@ async def app_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def owner_driver_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The owner role (RLS lets it see every org), transactions begun by the unit of work."""
+    assert settings.admin_database_url is not None
+    engine = create_engine(
+        settings.admin_database_url,
+        settings,
+        application_name="tenancy-tests",
+        driver_transactions=True,
+    )
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
 async def service_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """The service's own engine: transactions begun and ended by the unit of work."""
     assert settings.database_url is not None
@@ -40,6 +54,20 @@ async def service_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     )
     yield engine
     await engine.dispose()
+
+
+async def tables_with_org_id(engine: AsyncEngine) -> list[str]:
+    """Asked of the database, not of a list: a table the models forget is still found."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id' "
+                "WHERE c.relkind IN ('r', 'p') AND c.relnamespace = 'public'::regnamespace "
+                "ORDER BY c.relname"
+            )
+        )
+        return [row.relname for row in rows]
 
 
 def _as_tenant(org_id: object) -> text:
@@ -60,7 +88,10 @@ async def test_row_level_security_hides_every_table_of_another_org(
         await insert_everywhere(
             conn, other_tenant.org_id, other_tenant.admin.user_id, dim=settings.embedding_dim
         )
-    for table in TENANT_TABLES:
+    tables = await tables_with_org_id(app_engine)
+    # Every table that holds org_id is a tenant table of the models, and the other way round.
+    assert tables == sorted(TENANT_TABLES)
+    for table in tables:
         async with app_engine.begin() as conn:
             await conn.execute(_as_tenant(other_tenant.org_id))
             # No filter at all: a forgotten WHERE still cannot reach org A.
@@ -90,23 +121,35 @@ async def test_a_cross_tenant_insert_is_refused(
 
 
 async def test_repositories_filter_by_org_even_without_rls(
-    tenant: Tenant, other_tenant: Tenant, owner_engine: AsyncEngine
+    tenant: Tenant, other_tenant: Tenant, owner_driver_engine: AsyncEngine
 ) -> None:
     """Wall 1 alone: the owner's connection sees every org, the repository does not."""
-    async with session_factory(owner_engine)() as session:
-        assert await UserRepository(session, tenant.org_id).get(tenant.admin.user_id) is not None
-        assert await UserRepository(session, other_tenant.org_id).get(tenant.admin.user_id) is None
+    for org_id, found in ((tenant.org_id, True), (other_tenant.org_id, False)):
+        uow = UnitOfWork(owner_driver_engine, org_id)
+        try:
+            # RLS lets the owner see org A's user from org B's transaction...
+            visible = await uow.fetchval(
+                "SELECT count(*) FROM app_user WHERE id = $1", [tenant.admin.user_id]
+            )
+            assert visible == 1
+            # ...the repository, filtering by its transaction's org, does not.
+            user = await UserRepository(uow).get(tenant.admin.user_id)
+            assert (user is not None) is found
+        finally:
+            await uow.close()
 
 
 async def test_rls_holds_even_when_a_repository_asks_for_the_wrong_org(
     tenant: Tenant, other_tenant: Tenant, service_engine: AsyncEngine
 ) -> None:
     """Wall 2 alone: a repository built for org A inside org B's transaction finds nothing."""
-    uow = UnitOfWork(service_engine, other_tenant.org_id)
+    uow = UnitOfWork(service_engine, tenant.org_id)
+    # The opening message names org A, then (last, so it wins) sets org B for RLS.
+    await uow.use_settings({TENANT_SETTING: str(other_tenant.org_id)})
     try:
-        repository = UserRepository(await uow.session(), tenant.org_id)
+        repository = UserRepository(uow)
         assert await repository.get(tenant.admin.user_id) is None
-        itineraries = ItineraryRepository(await uow.driver(), tenant.org_id)
+        itineraries = ItineraryRepository(uow)
         assert await itineraries.list(limit=10, after=None, created_by=None, status=None) == (
             [],
             None,
@@ -129,7 +172,7 @@ async def test_the_setting_does_not_outlive_its_transaction(
     )
     try:
         uow = UnitOfWork(engine, tenant.org_id)
-        assert await UserRepository(await uow.session(), tenant.org_id).get(tenant.admin.user_id)
+        assert await UserRepository(uow).get(tenant.admin.user_id)
         await uow.commit()
         await uow.close()
         # The same (only) pooled connection, next user: nothing of the last tenant.

@@ -8,23 +8,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Router
 from starlette.types import ASGIApp
 
-from itinera.domain.agent_runs import routes as agent_run_routes
-from itinera.domain.auth import routes as auth_routes
-from itinera.domain.chat import routes as chat_routes
-from itinera.domain.destinations import routes as destination_routes
-from itinera.domain.itineraries import routes as itinerary_routes
-from itinera.domain.knowledge import routes as knowledge_routes
-from itinera.domain.leads import routes as lead_routes
-from itinera.domain.users import routes as user_routes
+from itinera.buckets import per_user
 from itinera.lifespan import make_lifespan
 from itinera.metrics import Metrics
 from itinera.middleware.auth import AuthMiddleware
-from itinera.middleware.idempotency import IdempotencyMiddleware
-from itinera.middleware.rate_limit import RateLimitMiddleware, per_user
+from itinera.middleware.rate_limit import RateLimitMiddleware
 from itinera.middleware.request_context import RequestContextMiddleware
 from itinera.middleware.request_limits import RequestLimitsMiddleware
-from itinera.middleware.unit_of_work import UnitOfWorkMiddleware
-from itinera.ops import health, openapi
+from itinera.middleware.transaction import TransactionMiddleware
+from itinera.operations import api_operations
+from itinera.ops import openapi
 from itinera.routing import EndpointApp, Idempotency, Operation, build_routes, not_found
 from itinera.settings import Settings
 
@@ -48,31 +41,24 @@ CORS_EXPOSED_HEADERS = [
 
 
 def all_operations() -> list[Operation]:
-    return [
-        *health.api.operations,
-        *auth_routes.api.operations,
-        *user_routes.api.operations,
-        *destination_routes.api.operations,
-        *knowledge_routes.api.operations,
-        *agent_run_routes.api.operations,
-        *itinerary_routes.api.operations,
-        *chat_routes.api.operations,
-        *lead_routes.api.operations,
-        *openapi.api.operations,
-    ]
+    return [*api_operations(), *openapi.api.operations]
 
 
 def operation_chain(operation: Operation) -> ASGIApp:
-    """The per-route layers, innermost first: auth ▸ rate limit ▸ unit of work ▸ idempotency."""
+    """The per-route layers, outermost first: auth ▸ rate limit ▸ transaction ▸ endpoint."""
     app: ASGIApp = EndpointApp(operation)
-    if operation.idempotency is not Idempotency.NONE:
-        if operation.public:
-            raise ValueError(f"{operation.path}: idempotency needs an authenticated route")
-        app = IdempotencyMiddleware(app, required=operation.idempotency is Idempotency.REQUIRED)
+    idempotent = operation.idempotency is not Idempotency.NONE
+    if idempotent and (operation.public or not operation.uses_database):
+        raise ValueError(f"{operation.path}: idempotency needs an authenticated database route")
     if operation.admin_only and (operation.public or not operation.uses_database):
         raise ValueError(f"{operation.path}: admin rights are checked in the database")
     if operation.uses_database:
-        app = UnitOfWorkMiddleware(app, requires_admin=operation.admin_only)
+        app = TransactionMiddleware(
+            app,
+            requires_admin=operation.admin_only,
+            idempotent=idempotent,
+            key_required=operation.idempotency is Idempotency.REQUIRED,
+        )
     if operation.bucket is not None:
         rule = per_user(operation.bucket) if isinstance(operation.bucket, str) else operation.bucket
         if operation.public and isinstance(operation.bucket, str):

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from itinera.db.engine import create_engine, session_factory
 from itinera.db.schema import alembic_config
+from itinera.db.unit_of_work import UnitOfWork
 from itinera.domain.orgs.repository import OrgRepository
 from itinera.domain.users.repository import UserRepository
 from itinera.embedded import embedded_servers, ensure_jwt_secret
@@ -141,10 +142,11 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def seed(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(session: AsyncSession) -> None:
-        orgs = OrgRepository(session)
+    async def run(uow: UnitOfWork) -> None:
+        orgs = OrgRepository(uow)
         org = await orgs.get_by_slug(DEMO_ORG) or await orgs.create(DEMO_ORG, "Demo")
-        users = UserRepository(session, org.id)
+        await uow.set_tenant(org.id)
+        users = UserRepository(uow)
         if await users.find_credentials(DEMO_EMAIL) is None:
             password_hash = await PasswordHasher().hash(DEMO_PASSWORD)
             await users.create(DEMO_EMAIL, password_hash, "admin")
@@ -155,21 +157,22 @@ def seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def create_org(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(session: AsyncSession) -> Any:
-        return await OrgRepository(session).create(args.slug, args.name)
+    async def run(uow: UnitOfWork) -> Any:
+        return await OrgRepository(uow).create(args.slug, args.name)
 
     _print(_run_as_owner(settings, run))
     return 0
 
 
 def create_user(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(session: AsyncSession) -> Any:
-        org = await OrgRepository(session).get_by_slug(args.org)
+    async def run(uow: UnitOfWork) -> Any:
+        org = await OrgRepository(uow).get_by_slug(args.org)
         if org is None:
             raise ItineraError(f"no org with slug {args.org!r}")
+        await uow.set_tenant(org.id)
         password_hash = await PasswordHasher().hash(args.password)
         role = "admin" if args.admin else "member"
-        return await UserRepository(session, org.id).create(args.email, password_hash, role)
+        return await UserRepository(uow).create(args.email, password_hash, role)
 
     _print(_run_as_owner(settings, run))
     return 0
@@ -199,19 +202,39 @@ def sweep(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_as_owner(
-    settings: Settings, work: Callable[[AsyncSession], Coroutine[Any, Any, Any]]
-) -> Any:
+def _run_as_owner(settings: Settings, work: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
     """Run ``work`` in one transaction on the owner role, embedded server included."""
     with embedded_servers(settings, redis=False) as resolved:
 
         async def run() -> Any:
-            async with owner_sessions(resolved) as sessions, sessions() as session:
-                result = await work(session)
-                await session.commit()
+            async with owner_unit_of_work(resolved) as uow:
+                result = await work(uow)
+                await uow.commit()
                 return result
 
         return asyncio.run(run())
+
+
+@asynccontextmanager
+async def owner_unit_of_work(settings: Settings) -> AsyncIterator[UnitOfWork]:
+    """A unit of work of the owner role (RLS lets it see every org) on a one-connection
+    engine; the caller commits, anything left open is rolled back, the engine disposed."""
+    assert settings.admin_database_url is not None
+    engine = create_engine(
+        settings.admin_database_url,
+        settings,
+        application_name="itinera-cli",
+        pool_size=1,
+        driver_transactions=True,
+    )
+    uow = UnitOfWork(engine)
+    try:
+        yield uow
+    finally:
+        try:
+            await uow.close()
+        finally:
+            await engine.dispose()
 
 
 @asynccontextmanager

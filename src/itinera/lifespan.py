@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,6 +19,7 @@ from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_sc
 from itinera.metrics import Metrics
 from itinera.pagination import CursorCodec
 from itinera.ratelimit import RateLimiter
+from itinera.resources import Resources
 from itinera.retention.policies import policies
 from itinera.retention.sweeper import run_sweeper
 from itinera.security.passwords import PasswordHasher
@@ -27,21 +27,6 @@ from itinera.security.tokens import AccessTokens
 from itinera.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """Everything a request may use, handed to it through the lifespan state."""
-
-    settings: Settings
-    db: Database
-    redis: Redis
-    metrics: Metrics
-    schema: ExpectedSchema
-    passwords: PasswordHasher
-    tokens: AccessTokens
-    cursors: CursorCodec
-    limiter: RateLimiter
 
 
 def open_redis(settings: Settings) -> Redis:

@@ -9,6 +9,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.pool import Pool, QueuePool
 
+from itinera.round_trips import RoundTrips
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -26,6 +28,18 @@ class Metrics:
             "HTTP request latency by route template and status.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.database_round_trips = Counter(
+            "itinera_db_round_trips_total",
+            "Round trips to PostgreSQL made by requests, by route template.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.redis_round_trips = Counter(
+            "itinera_redis_round_trips_total",
+            "Round trips to Redis made by requests, by route template.",
+            ["method", "route"],
             registry=self.registry,
         )
         self.rate_limits = Counter(
@@ -73,10 +87,16 @@ class Metrics:
     def idempotency_outcome(self, outcome: str) -> None:
         self.idempotency.labels(outcome).inc()
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, method: str, route: str, status: int, seconds: float, round_trips: RoundTrips
+    ) -> None:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.request_duration.labels(*labels).observe(seconds)
+        if round_trips.database:
+            self.database_round_trips.labels(method, route).inc(round_trips.database)
+        if round_trips.redis:
+            self.redis_round_trips.labels(method, route).inc(round_trips.redis)
 
     def track_pools(self, pools: Mapping[str, Pool]) -> None:
         self.registry.register(PoolCollector(pools))

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 from starlette.types import Scope
 
+from itinera.round_trips import RoundTrips
 from itinera.settings import Settings
 
 WINDOW_SECONDS = 60
@@ -147,16 +148,21 @@ class RateLimiter:
         self.outage_warnings = WarningThrottle()
         self._redis = redis
 
-    async def take(self, buckets: Sequence[tuple[Policy, str]]) -> Decision:
+    async def take(
+        self, buckets: Sequence[tuple[Policy, str]], round_trips: RoundTrips | None = None
+    ) -> Decision:
         """A token from every bucket (policy, key), or from none when any of them is empty."""
+        counted = RoundTrips() if round_trips is None else round_trips
         keys = [key for _, key in buckets]
         if len(keys) > 1 and len({hash_tag(key) for key in keys}) > 1:
             # Redis Cluster would answer CROSSSLOT, and an unavailable limiter fails open.
             raise ValueError(f"the keys of one decision must share a hash tag: {keys}")
         args = [n for policy, _ in buckets for n in (policy.capacity, policy.refill_per_second)]
         try:
+            counted.redis += 1
             reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         except NoScriptError:
+            counted.redis += 2
             await self._redis.script_load(TOKEN_BUCKETS)
             reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         allowed, *states = reply

@@ -24,16 +24,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
 from itinera.db.errors import DATABASE_ERRORS, domain_error
+from itinera.db.repository import Repository
 from itinera.db.unit_of_work import UnitOfWork
-from itinera.errors import AuthenticationError, FieldError, InvalidInputError, ItineraError
-from itinera.http import MALFORMED, NOT_FOUND, UNDECODABLE, error_response, problem_response
-from itinera.lifespan import Resources
+from itinera.errors import (
+    AuthenticationError,
+    FieldError,
+    InvalidInputError,
+    ItineraError,
+    MalformedInputError,
+    MethodNotAllowedError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+)
+from itinera.http import JSON, UNDECODABLE, error_response
 from itinera.pagination import K, Page, T
 from itinera.ratelimit import BucketRule
+from itinera.resources import Resources
 from itinera.security.principal import Principal
 
 HandlerFn = Callable[..., Awaitable[Response]]
 F = TypeVar("F", bound=HandlerFn)
+R = TypeVar("R", bound=Repository)
 
 
 class Idempotency(enum.Enum):
@@ -60,6 +71,10 @@ class Context:
     @property
     def uow(self) -> UnitOfWork:
         return request_scope.unit_of_work(self.scope)
+
+    def repository(self, kind: type[R]) -> R:
+        """A repository on this request's transaction (and, for tenant data, its org)."""
+        return kind(request_scope.unit_of_work(self.scope))
 
     @property
     def resources(self) -> Resources:
@@ -150,7 +165,7 @@ class Operation:
                 "the body does not match the schema", [_field_error(str(exc), "pointer")]
             ) from exc
         except UNDECODABLE as exc:
-            raise _MalformedBody(f"the body is not valid JSON: {exc}") from exc
+            raise MalformedInputError(f"the body is not valid JSON: {exc}") from exc
         # JSON can carry NUL only as the escape \u0000, which PostgreSQL cannot
         # store in text or jsonb: look for it (rarely) and point at where it is.
         if b"\\u0000" in raw and (pointer := _nul_pointer(body)) is not None:
@@ -176,10 +191,6 @@ class Operation:
             ) from exc
 
 
-class _MalformedBody(ItineraError):
-    pass
-
-
 # Decoding into Raw skips over each value, checking its syntax and nesting
 # depth without building it (about 1 ms per MiB, against 13 ms for an untyped
 # decode, which would also stop at a number out of range). It does not look
@@ -188,13 +199,13 @@ _JSON_SYNTAX = msgspec.json.Decoder(msgspec.Raw)
 
 
 def _check_json_syntax(raw: bytes) -> None:
-    """Raise ``_MalformedBody`` unless ``raw`` is JSON, whatever its shape or values."""
+    """Raise ``MalformedInputError`` unless ``raw`` is JSON, whatever its shape or values."""
     try:
         _JSON_SYNTAX.decode(raw)
         if not raw.isascii():
             raw.decode()
     except UNDECODABLE as exc:
-        raise _MalformedBody(f"the body is not valid JSON: {exc}") from exc
+        raise MalformedInputError(f"the body is not valid JSON: {exc}") from exc
 
 
 class Api:
@@ -252,17 +263,9 @@ class EndpointApp:
                 kwargs["query"] = operation.decode_query(scope)
             if operation.body_type is not None:
                 if not _is_json(scope):
-                    response = problem_response(
-                        415,
-                        "send the body as application/json",
-                        headers={"Accept": "application/json"},
-                    )
-                    await response(scope, receive, send)
-                    return
+                    raise UnsupportedMediaTypeError(JSON, method=operation.method)
                 kwargs["body"] = operation.decode_body(scope)
             response = await operation.handler(Context(scope), **kwargs)
-        except _MalformedBody as exc:
-            response = problem_response(400, exc.detail, type=MALFORMED)
         except ItineraError as exc:
             response = error_response(exc)
         except DATABASE_ERRORS as exc:
@@ -283,14 +286,14 @@ class MethodDispatch:
         self.apps = dict(apps)
         if "GET" in self.apps:
             self.apps.setdefault("HEAD", self.apps["GET"])
-        self.allow = ", ".join(sorted(self.apps))
+        self.allowed = tuple(sorted(self.apps))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[request_scope.ROUTE] = self.path
         app = self.apps.get(scope["method"])
         if app is None:
-            detail = f"{scope['method']} is not allowed here"
-            await problem_response(405, detail, headers={"Allow": self.allow})(scope, receive, send)
+            not_allowed = MethodNotAllowedError(scope["method"], self.allowed)
+            await error_response(not_allowed)(scope, receive, send)
             return
         await app(scope, receive, send)
 
@@ -298,7 +301,7 @@ class MethodDispatch:
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """The router's answer when no route matches the path."""
     if scope["type"] == "http":
-        await problem_response(404, "no such route", type=NOT_FOUND)(scope, receive, send)
+        await error_response(NotFoundError("no such route"))(scope, receive, send)
 
 
 ChainBuilder = Callable[[Operation], ASGIApp]

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, cast
 
 from starlette.types import Scope
 
+from itinera.round_trips import RoundTrips
+
 if TYPE_CHECKING:
     from itinera.db.unit_of_work import UnitOfWork
-    from itinera.lifespan import Resources
+    from itinera.resources import Resources
     from itinera.security.principal import Principal
 
 PRINCIPAL = "itinera.principal"
@@ -16,6 +18,7 @@ UNIT_OF_WORK = "itinera.unit_of_work"
 BODY = "itinera.body"
 ROUTE = "itinera.route"
 REQUEST_ID = "itinera.request_id"
+ROUND_TRIPS = "itinera.round_trips"
 
 
 def resources(scope: Scope) -> Resources:
@@ -28,6 +31,14 @@ def principal(scope: Scope) -> Principal | None:
 
 def unit_of_work(scope: Scope) -> UnitOfWork:
     return cast("UnitOfWork", scope[UNIT_OF_WORK])
+
+
+def round_trips(scope: Scope) -> RoundTrips:
+    """This request's count of database and Redis round trips."""
+    counted = scope.get(ROUND_TRIPS)
+    if counted is None:
+        counted = scope[ROUND_TRIPS] = RoundTrips()
+    return cast("RoundTrips", counted)
 
 
 def body(scope: Scope) -> bytes:

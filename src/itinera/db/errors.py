@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
@@ -78,20 +75,3 @@ def domain_error(
     if code == QUERY_CANCELED:
         return UnavailableError("the request took longer than the database allows; retry later")
     return None
-
-
-@contextmanager
-def translate_integrity_errors(
-    *,
-    duplicate: str = "a resource with these values already exists",
-    reference: str = "a referenced resource does not exist",
-    check: str = "the values break a rule",
-) -> Iterator[None]:
-    """Raise the domain error of a database error the input caused, with these messages."""
-    try:
-        yield
-    except DATABASE_ERRORS as exc:
-        error = domain_error(exc, duplicate=duplicate, reference=reference, check=check)
-        if error is None:
-            raise
-        raise error from exc

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import asyncpg
+from pgvector.sqlalchemy import Vector
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 from itinera.db.engine import DIALECT
 
@@ -26,6 +28,10 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT))
         self.sql = str(compiled)
+        if "__[POSTCOMPILE_" in self.sql:
+            # An expanding IN (...) is rendered per call by SQLAlchemy's execution,
+            # which a compiled-once statement never goes through.
+            raise ValueError(f"use = any(:array) instead of IN (:values): {self.sql}")
         self._names: tuple[str, ...] = tuple(compiled.positiontup or ())
         self.parameters = frozenset(self._names)
         # Parameters without a value of their own must be given at each call.
@@ -34,10 +40,7 @@ class Prepared:
             for name, value in compiled.params.items()
             if not compiled.binds[name].required
         }
-        self._processors = [
-            compiled.binds[name].type.dialect_impl(DIALECT).bind_processor(DIALECT)
-            for name in self._names
-        ]
+        self._processors = [_bind_processor(compiled.binds[name].type) for name in self._names]
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
@@ -59,3 +62,11 @@ class Prepared:
 
     async def fetchval(self, driver: asyncpg.Connection, **params: Any) -> Any:
         return await driver.fetchval(self.sql, *self.arguments(params))
+
+
+def _bind_processor(type_: TypeEngine[Any]) -> Any:
+    # Vectors travel in pgvector's binary form (the codec registered on the
+    # service's connections takes lists of floats): no text rendering here.
+    if isinstance(type_, Vector):
+        return None
+    return type_.dialect_impl(DIALECT).bind_processor(DIALECT)

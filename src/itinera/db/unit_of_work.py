@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from itinera.errors import AuthenticationError, PermissionDeniedError
+from itinera.round_trips import RoundTrips
 
 TENANT_SETTING = "itinera.org_id"
 
 
 class UnitOfWork:
-    """Owns the request's connection and transaction; repositories flush, only this commits.
+    """Owns the request's connection and transaction; repositories run statements, only
+    this commits.
 
     The transaction is begun and ended on the driver (the engine runs in
     SQLAlchemy's AUTOCOMMIT mode, so SQLAlchemy issues no BEGIN or COMMIT of
-    its own): hot paths run compiled statements on ``driver()``, everything
-    else uses ``session()``, an AsyncSession on the same connection — one
-    transaction either way.
+    its own). Repositories (``db.repository``) run compiled statements through
+    ``fetch``/``fetchrow``/``fetchval``/``execute``, which count the round trips.
 
     The transaction opens in one round trip: ``BEGIN; SET LOCAL
     statement_timeout ...; SELECT itinera_begin(...)`` as a single message
@@ -43,8 +45,12 @@ class UnitOfWork:
         statement_timeout: float | None = None,
         gate: anyio.Semaphore | None = None,
         gate_timeout: float = 5.0,
+        round_trips: RoundTrips | None = None,
     ) -> None:
         self._engine = engine
+        self.round_trips = RoundTrips() if round_trips is None else round_trips
+        # Transaction-local settings for the opening message (search's HNSW knobs).
+        self._opening_settings: dict[str, str] = {}
         self._requires_admin = requires_admin
         self._statement_timeout_ms = (
             None if statement_timeout is None else max(1, round(statement_timeout * 1000))
@@ -56,7 +62,6 @@ class UnitOfWork:
         self._user_id = user_id
         self._connection: AsyncConnection | None = None
         self._driver: asyncpg.Connection | None = None
-        self._session: AsyncSession | None = None
         self._begun = False
         self._finished = False
         # Set when a driver call failed other than by a plain SQL error: the
@@ -66,6 +71,11 @@ class UnitOfWork:
     @property
     def in_transaction(self) -> bool:
         return self._begun and not self._finished
+
+    @property
+    def org_id(self) -> uuid.UUID | None:
+        """The tenant every statement of this transaction is for (None: not chosen yet)."""
+        return self._org_id
 
     async def set_tenant(self, org_id: uuid.UUID) -> None:
         """Choose the tenant of a public route's transaction (login and refresh learn it late).
@@ -91,10 +101,12 @@ class UnitOfWork:
             raise RuntimeError("the unit of work has already begun")
         driver = await self._connect()
         try:
+            self.round_trips.database += 1
             await driver.execute(self._opening(advisory_lock, savepoint))
         except asyncpg.LockNotAvailableError:
             # Held by a request with the same key: open again without it, so
             # the caller can still read the key's record.
+            self.round_trips.database += 2
             await driver.execute("ROLLBACK")
             await driver.execute(self._opening(None, None))
             self._begun = True
@@ -126,6 +138,8 @@ class UnitOfWork:
             statements.append(
                 f"SELECT itinera_begin('{uuid.UUID(str(self._org_id))}', {member}, {lock}, {admin})"
             )
+        if self._opening_settings:
+            statements.append(f"SELECT {_set_configs(self._opening_settings)}")
         if savepoint is not None:
             statements.append(f"SAVEPOINT {savepoint}")
         return "; ".join(statements)
@@ -139,18 +153,38 @@ class UnitOfWork:
         assert self._driver is not None
         return self._driver
 
-    async def session(self) -> AsyncSession:
-        """An AsyncSession on the same connection and transaction."""
-        await self.driver()
-        if self._session is None:
-            self._session = AsyncSession(
-                bind=self._connection, expire_on_commit=False, autoflush=False
-            )
-        return self._session
+    async def use_settings(self, settings: Mapping[str, str]) -> None:
+        """Transaction-local settings: folded into the opening message when it has not
+        been sent yet (no round trip of their own), else applied at once."""
+        if self._begun:
+            await self.apply_settings(settings)
+        else:
+            self._opening_settings.update(settings)
+
+    async def fetch(self, sql: str, arguments: Sequence[Any]) -> list[asyncpg.Record]:
+        driver = await self.driver()
+        self.round_trips.database += 1
+        return list(await driver.fetch(sql, *arguments))
+
+    async def fetchrow(self, sql: str, arguments: Sequence[Any]) -> asyncpg.Record | None:
+        driver = await self.driver()
+        self.round_trips.database += 1
+        return await driver.fetchrow(sql, *arguments)
+
+    async def fetchval(self, sql: str, arguments: Sequence[Any]) -> Any:
+        driver = await self.driver()
+        self.round_trips.database += 1
+        return await driver.fetchval(sql, *arguments)
+
+    async def execute(self, sql: str, arguments: Sequence[Any]) -> str:
+        driver = await self.driver()
+        self.round_trips.database += 1
+        return str(await driver.execute(sql, *arguments))
 
     async def apply_settings(self, settings: Mapping[str, str]) -> None:
         """Set more transaction-local settings (search's HNSW knobs, a late tenant)."""
         driver = await self.driver()
+        self.round_trips.database += 1
         names = list(settings)
         columns = ", ".join(
             f"set_config(${2 * n + 1}, ${2 * n + 2}, true)" for n in range(len(names))
@@ -160,13 +194,16 @@ class UnitOfWork:
         )
 
     async def rollback_to_savepoint(self, name: str) -> None:
-        await (await self.driver()).execute(f"ROLLBACK TO SAVEPOINT {name}")
+        driver = await self.driver()
+        self.round_trips.database += 1
+        await driver.execute(f"ROLLBACK TO SAVEPOINT {name}")
 
     async def commit(self) -> None:
         # Finished only once it worked: after a failed COMMIT, close() tries a
         # rollback, and a connection that cannot even do that is discarded.
         if self.in_transaction:
             assert self._driver is not None
+            self.round_trips.database += 1
             try:
                 await self._driver.execute("COMMIT")
             except BaseException:
@@ -177,6 +214,7 @@ class UnitOfWork:
     async def rollback(self) -> None:
         if self.in_transaction:
             assert self._driver is not None
+            self.round_trips.database += 1
             await self._driver.execute("ROLLBACK")
             self._finished = True
 
@@ -204,8 +242,6 @@ class UnitOfWork:
             await self._discard(connection)
             return
         try:
-            if self._session is not None:
-                await self._session.close()
             driver = self._driver
             if driver is not None and not driver.is_closed() and driver.is_in_transaction():
                 await driver.execute("ROLLBACK")
@@ -247,3 +283,12 @@ class UnitOfWork:
         await connection.invalidate()
         await connection.close()
         await self._engine.dispose(close=False)
+
+
+def _set_configs(settings: Mapping[str, str]) -> str:
+    """``set_config(name, value, true), ...`` as SQL text, each value quoted as a literal."""
+
+    def literal(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    return ", ".join(f"set_config({literal(k)}, {literal(v)}, true)" for k, v in settings.items())

@@ -6,14 +6,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
 from itinera.errors import AuthenticationError
-from itinera.http import problem_response
+from itinera.http import error_response
 
 
 class AuthMiddleware:
     """Every route that is not public passes through here.
 
     A missing, malformed, expired or forged token is refused with 401 and
-    ``WWW-Authenticate: Bearer``; nothing inside runs. Whether the user still
+    ``WWW-Authenticate: Bearer`` (sent, not raised: this layer sits outside
+    Starlette's exception handling); nothing inside runs. Whether the user still
     exists and is enabled is checked by the unit of work, in the statement
     that opens the request's transaction.
     """
@@ -24,31 +25,26 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lines = request_scope.header_lines(scope, b"authorization")
         if not lines:
-            await _refuse(scope, receive, send, "a bearer token is required", error=None)
+            missing = AuthenticationError("a bearer token is required")
+            await error_response(missing)(scope, receive, send)
             return
         if len(lines) > 1:
             # Whoever is authorised must not depend on which line a proxy or we read.
-            detail = "send one Authorization header"
-            await _refuse(scope, receive, send, detail, error="invalid_request")
+            several = AuthenticationError("send one Authorization header", reason="invalid_request")
+            await error_response(several)(scope, receive, send)
             return
         authorization = lines[0]
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            await _refuse(scope, receive, send, "use the Bearer scheme", error="invalid_request")
+            other = AuthenticationError("use the Bearer scheme", reason="invalid_request")
+            await error_response(other)(scope, receive, send)
             return
         tokens = request_scope.resources(scope).tokens
         try:
             principal = tokens.verify(token.strip())
         except AuthenticationError as exc:
-            await _refuse(scope, receive, send, exc.detail, error="invalid_token")
+            invalid = AuthenticationError(exc.detail, reason="invalid_token")
+            await error_response(invalid)(scope, receive, send)
             return
         scope[request_scope.PRINCIPAL] = principal
         await self.app(scope, receive, send)
-
-
-async def _refuse(
-    scope: Scope, receive: Receive, send: Send, detail: str, error: str | None
-) -> None:
-    challenge = "Bearer" if error is None else f'Bearer error="{error}"'
-    response = problem_response(401, detail, headers={"WWW-Authenticate": challenge})
-    await response(scope, receive, send)

@@ -34,6 +34,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope[request_scope.REQUEST_ID] = request_id
+        round_trips = request_scope.round_trips(scope)
         status = 500
         response_started = False
 
@@ -69,7 +70,7 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started
             route = request_scope.route_template(scope) or "unmatched"
-            self.metrics.observe_request(scope["method"], route, status, duration)
+            self.metrics.observe_request(scope["method"], route, status, duration, round_trips)
             if access_log.isEnabledFor(logging.INFO):
                 principal = request_scope.principal(scope)
                 access_log.info(
@@ -82,6 +83,8 @@ class RequestContextMiddleware:
                         "route": route,
                         "status": status,
                         "duration_ms": round(duration * 1000, 3),
+                        "db_round_trips": round_trips.database,
+                        "redis_round_trips": round_trips.redis,
                     },
                 )
 

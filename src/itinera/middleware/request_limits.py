@@ -7,7 +7,8 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from itinera import scope as request_scope
-from itinera.http import problem_response
+from itinera.errors import ContentTooLargeError, HeadersTooLargeError, RequestTimeoutError
+from itinera.http import error_response
 
 
 class RequestLimitsMiddleware:
@@ -17,8 +18,9 @@ class RequestLimitsMiddleware:
     inner layers (rate limits by body field, idempotency fingerprints) read
     it from the scope, and the 413 is sent before any of them runs. A body
     that pauses for longer than ``body_timeout`` between two chunks is refused
-    with 408 and its connection closed: a slow sender must not hold a request
-    slot (and, further in, a database connection) open at will.
+    with 408 and its connection closed (after a 413 too: ``itinera.http`` adds
+    ``Connection: close`` to both): a slow sender must not hold a request slot
+    (and, further in, a database connection) open at will.
     """
 
     def __init__(
@@ -35,12 +37,12 @@ class RequestLimitsMiddleware:
             return
         header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
         if header_bytes > self.max_header_bytes:
-            detail = f"the request headers are larger than {self.max_header_bytes} bytes"
-            await problem_response(431, detail)(scope, receive, send)
+            too_large = HeadersTooLargeError(self.max_header_bytes)
+            await error_response(too_large)(scope, receive, send)
             return
         declared = request_scope.header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _refuse_and_close(self._too_large, scope, receive, send)
+            await error_response(ContentTooLargeError(self.max_bytes))(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -49,14 +51,15 @@ class RequestLimitsMiddleware:
                 async with asyncio.timeout(self.body_timeout):
                     message = await receive()
             except TimeoutError:
-                await _refuse_and_close(self._too_slow, scope, receive, send)
+                too_slow = RequestTimeoutError(self.body_timeout)
+                await error_response(too_slow)(scope, receive, send)
                 return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _refuse_and_close(self._too_large, scope, receive, send)
+                await error_response(ContentTooLargeError(self.max_bytes))(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -73,19 +76,3 @@ class RequestLimitsMiddleware:
             return await receive()
 
         await self.app(scope, receive_buffered, send)
-
-    @property
-    def _too_large(self) -> tuple[int, str]:
-        return 413, f"the request body is larger than {self.max_bytes} bytes"
-
-    @property
-    def _too_slow(self) -> tuple[int, str]:
-        return 408, f"the request body paused for more than {self.body_timeout:g} s"
-
-
-async def _refuse_and_close(
-    refusal: tuple[int, str], scope: Scope, receive: Receive, send: Send
-) -> None:
-    """Answer, and close the connection: the rest of the body is not worth reading."""
-    status, detail = refusal
-    await problem_response(status, detail, headers={"Connection": "close"})(scope, receive, send)

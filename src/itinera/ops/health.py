@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from itinera.db.schema import ObservedSchema, SchemaStatus, compare, observe_schema
 from itinera.http import JSONResponse
-from itinera.lifespan import Resources
+from itinera.resources import Resources
 from itinera.routing import Api, Context
 
 api = Api(tag="operations")

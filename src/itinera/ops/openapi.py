@@ -30,6 +30,7 @@ import msgspec
 from starlette.responses import Response
 
 from itinera.http import JSON, PROBLEM_JSON, Problem
+from itinera.operations import api_operations
 from itinera.ops import docs_page
 from itinera.routing import Api, Context, Idempotency, Operation
 
@@ -174,10 +175,8 @@ async def api_docs(ctx: Context) -> Response:
 
 @functools.cache
 def _encoded_document(embedding_dim: int) -> bytes:
-    # Imported here: the app module imports this one to register its routes.
-    from itinera.app import all_operations
-
-    return msgspec.json.encode(build_document(all_operations(), embedding_dim))
+    operations = [*api_operations(), *api.operations]
+    return msgspec.json.encode(build_document(operations, embedding_dim))
 
 
 def build_document(

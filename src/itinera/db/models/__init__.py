@@ -1,7 +1,9 @@
 """The ORM models own the schema. Import from here so every table is registered."""
 
+from sqlalchemy import Table
+
 from itinera.db.models.agent import AgentCheckpoint, AgentRun, AgentToolCall
-from itinera.db.models.base import TENANT_TABLES, Base, new_id
+from itinera.db.models.base import Base, OrgScoped, new_id
 from itinera.db.models.chat import ChatMessage, ChatSession
 from itinera.db.models.destination import Destination, DiveSite
 from itinera.db.models.idempotency import IdempotencyRecord
@@ -10,6 +12,16 @@ from itinera.db.models.knowledge import Embedding, KnowledgeItem
 from itinera.db.models.lead import Lead
 from itinera.db.models.org import Org
 from itinera.db.models.user import AppUser, RefreshToken
+
+# Derived, never listed: every mapped table of the OrgScoped mixin is a tenant
+# table (Row-Level Security, the tenancy tests), so a new one cannot be forgotten.
+TENANT_TABLES: tuple[str, ...] = tuple(
+    sorted(
+        table.name
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, OrgScoped) and isinstance(table := mapper.local_table, Table)
+    )
+)
 
 __all__ = [
     "TENANT_TABLES",

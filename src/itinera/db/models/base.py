@@ -59,21 +59,3 @@ class TenantMixin(OrgScoped):
     """A tenant table whose rows have their own UUIDv7 id: primary key ``(org_id, id)``."""
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, sort_order=-1)
-
-
-TENANT_TABLES: tuple[str, ...] = (
-    "app_user",
-    "refresh_token",
-    "destination",
-    "dive_site",
-    "knowledge_item",
-    "embedding",
-    "agent_run",
-    "agent_tool_call",
-    "agent_checkpoint",
-    "itinerary",
-    "chat_session",
-    "chat_message",
-    "lead",
-    "idempotency_record",
-)

@@ -1,27 +1,46 @@
 """Agent runs: every lifecycle move and every append is decided by one UPDATE of the run.
 
-A move is ``UPDATE … WHERE status IN (allowed predecessors) RETURNING``, so of
-two concurrent moves at most one can win. An append takes its number from the
-run's ``next_seq`` in the UPDATE that also checks the run is still open; the
-row lock that UPDATE holds until commit serialises concurrent appends, so
-their numbers are distinct and, since a refused append rolls its increment
-back with it, without gaps. Tool calls and checkpoints share the counter.
+A move is ``UPDATE … WHERE status = ANY(allowed predecessors) RETURNING``, so
+of two concurrent moves at most one can win. An append takes its number from
+the run's ``next_seq`` in the UPDATE that also checks the run is still open,
+and inserts with that number in the same statement (a data-modifying CTE feeds
+the INSERT); the row lock that UPDATE holds until commit serialises concurrent
+appends, so their numbers are distinct and, since a refused append rolls its
+increment back with it, without gaps. Tool calls and checkpoints share the
+counter.
+
+Every statement is compiled once (variants — the filters of a list, the fields
+of a PATCH — on first use) and runs through the repository's verbs.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import CTE, Row, exists, func, insert, literal, select
-from sqlalchemy.exc import DBAPIError
+import asyncpg
+from sqlalchemy import (
+    ARRAY,
+    CTE,
+    String,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute
 
-from itinera.db.errors import FOREIGN_KEY_VIOLATION, constraint_name, sqlstate
+from itinera.db.errors import constraint_name
 from itinera.db.models import AgentCheckpoint as CheckpointRow
 from itinera.db.models import AgentRun as AgentRunRow
 from itinera.db.models import AgentToolCall as ToolCallRow
 from itinera.db.models import new_id
-from itinera.db.tenancy import TenantRepository
+from itinera.db.prepared import Prepared
+from itinera.db.repository import ErrorText, TenantRepository
 from itinera.domain.agent_runs.schemas import AgentRun, Checkpoint, ToolCall
 from itinera.errors import ConflictError, InvalidInputError, NotFoundError
 
@@ -41,34 +60,161 @@ PREDECESSORS: dict[str, tuple[str, ...]] = {
 }
 OPEN_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+# The time a move to each status stamps.
+STAMPS: dict[str, str] = {
+    "running": "started_at",
+    **dict.fromkeys(FINISHED_STATUSES, "finished_at"),
+}
 PARENT_CONSTRAINT = "fk_agent_checkpoint_parent"
+NO_SUCH_PARENT = "no such checkpoint in this run"
+WRITABLE = ("status", "plan", "error")
 
 # Named here, where ``list`` is still the builtin and not the repository's method.
 ToolCallPage = tuple[list[ToolCall], int | None]
 CheckpointPage = tuple[list[Checkpoint], int | None]
 
+_RUN_ORG = AgentRunRow.org_id == bindparam("org_id")
+_RUN_ID = AgentRunRow.id == bindparam("id")
+
+CREATE = Prepared(
+    insert(AgentRunRow)
+    .values(
+        org_id=bindparam("org_id"),
+        id=bindparam("id"),
+        created_by=bindparam("created_by"),
+        status="queued",
+        intent=bindparam("intent"),
+        plan=bindparam("plan"),
+    )
+    .returning(*RUN_COLUMNS)
+)
+GET = Prepared(select(*RUN_COLUMNS).where(_RUN_ORG, _RUN_ID))
+EXISTS = Prepared(select(exists().where(_RUN_ORG, _RUN_ID)))
+STATUS = Prepared(select(AgentRunRow.status).where(_RUN_ORG, _RUN_ID))
+
+
+@functools.cache
+def _update(fields: frozenset[str], stamp: str | None) -> Prepared:
+    """Write ``fields``; with a ``status``, only over one of ``:predecessors``."""
+    statement = update(AgentRunRow).where(_RUN_ORG, _RUN_ID)
+    if "status" in fields:
+        predecessors = bindparam("predecessors", type_=ARRAY(String))
+        statement = statement.where(AgentRunRow.status == func.any(predecessors))
+    values: dict[str, Any] = {name: bindparam(name) for name in sorted(fields)}
+    if stamp is not None:
+        values[stamp] = func.now()
+    return Prepared(statement.values(**values, updated_at=func.now()).returning(*RUN_COLUMNS))
+
+
+@functools.cache
+def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
+    statement = select(*RUN_COLUMNS).where(_RUN_ORG)
+    if by_creator:
+        statement = statement.where(AgentRunRow.created_by == bindparam("created_by"))
+    if by_status:
+        statement = statement.where(AgentRunRow.status == bindparam("status"))
+    if after:
+        statement = statement.where(AgentRunRow.id < bindparam("after"))
+    return Prepared(statement.order_by(AgentRunRow.id.desc()).limit(bindparam("limit")))
+
+
+def _take_number() -> CTE:
+    """The number an append uses, taken only while the run is open (no row otherwise)."""
+    return (
+        update(AgentRunRow)
+        .where(
+            AgentRunRow.org_id == bindparam("org_id"),
+            AgentRunRow.id == bindparam("run_id"),
+            AgentRunRow.status == func.any(literal(list(OPEN_STATUSES), ARRAY(String))),
+        )
+        .values(next_seq=AgentRunRow.next_seq + 1, updated_at=func.now())
+        .returning((AgentRunRow.next_seq - 1).label("number"))
+        .cte("taken")
+    )
+
+
+def _append(
+    model: type[ToolCallRow] | type[CheckpointRow],
+    number_column: str,
+    fields: tuple[str, ...],
+    returning: tuple[Any, ...],
+) -> Prepared:
+    """Number and insert a child in one statement: the run's UPDATE feeds the INSERT.
+
+    When the run is missing or finished the CTE yields no row, so nothing is inserted.
+    """
+    taken = _take_number()
+    table = model.__table__
+    names = ("org_id", "id", "run_id", *fields)
+    values = [bindparam(name, type_=table.c[name].type) for name in names]
+    return Prepared(
+        insert(model)
+        .from_select([*names, number_column], select(*values, taken.c.number))
+        .add_cte(taken)
+        .returning(*returning)
+    )
+
+
+APPEND_TOOL_CALL = _append(ToolCallRow, "seq", ("tool", "input", "output"), TOOL_CALL_COLUMNS)
+APPEND_CHECKPOINT = _append(
+    CheckpointRow, "sequence", ("state", "metadata", "parent_id"), CHECKPOINT_COLUMNS
+)
+
+
+def _children(
+    model: type[ToolCallRow] | type[CheckpointRow],
+    number: InstrumentedAttribute[int],
+    columns: tuple[Any, ...],
+    after: bool,
+) -> Prepared:
+    """A page of a run's tool calls or checkpoints, oldest first."""
+    statement = select(*columns).where(
+        model.org_id == bindparam("org_id"), model.run_id == bindparam("run_id")
+    )
+    if after:
+        statement = statement.where(number > bindparam("after"))
+    return Prepared(statement.order_by(number.asc()).limit(bindparam("limit")))
+
+
+@functools.cache
+def _tool_calls(after: bool) -> Prepared:
+    return _children(ToolCallRow, ToolCallRow.seq, TOOL_CALL_COLUMNS, after)
+
+
+@functools.cache
+def _checkpoints(after: bool) -> Prepared:
+    return _children(CheckpointRow, CheckpointRow.sequence, CHECKPOINT_COLUMNS, after)
+
+
+LATEST_CHECKPOINT = Prepared(
+    select(*CHECKPOINT_COLUMNS)
+    .where(CheckpointRow.org_id == bindparam("org_id"), CheckpointRow.run_id == bindparam("run_id"))
+    .order_by(CheckpointRow.sequence.desc())
+    .limit(1)
+)
+
+
+def _run(row: asyncpg.Record) -> AgentRun:
+    return AgentRun(**dict(row.items()))
+
+
+def _tool_call(row: asyncpg.Record) -> ToolCall:
+    return ToolCall(**dict(row.items()))
+
+
+def _checkpoint(row: asyncpg.Record) -> Checkpoint:
+    return Checkpoint(**dict(row.items()))
+
 
 class AgentRunRepository(TenantRepository):
     async def create(self, created_by: uuid.UUID, intent: str, plan: dict[str, Any]) -> AgentRun:
-        statement = (
-            insert(AgentRunRow)
-            .values(
-                org_id=self.org_id,
-                id=new_id(),
-                created_by=created_by,
-                status="queued",
-                intent=intent,
-                plan=plan,
-            )
-            .returning(*RUN_COLUMNS)
-        )
-        row = (await self.session.execute(statement)).one()
-        return AgentRun(**row._mapping)
+        row = await self.one(CREATE, id=new_id(), created_by=created_by, intent=intent, plan=plan)
+        assert row is not None
+        return _run(row)
 
     async def get(self, run_id: uuid.UUID) -> AgentRun | None:
-        statement = self.select_from(AgentRunRow, *RUN_COLUMNS).where(AgentRunRow.id == run_id)
-        row = (await self.session.execute(statement)).first()
-        return AgentRun(**row._mapping) if row else None
+        row = await self.one(GET, id=run_id)
+        return _run(row) if row else None
 
     async def list(
         self,
@@ -78,37 +224,33 @@ class AgentRunRepository(TenantRepository):
         created_by: uuid.UUID | None,
         status: str | None,
     ) -> tuple[list[AgentRun], uuid.UUID | None]:
-        statement = self.select_from(AgentRunRow, *RUN_COLUMNS)
-        if created_by is not None:
-            statement = statement.where(AgentRunRow.created_by == created_by)
-        if status is not None:
-            statement = statement.where(AgentRunRow.status == status)
-        rows, next_key = await self.fetch_page(statement, AgentRunRow.id, limit=limit, after=after)
-        return [AgentRun(**row._mapping) for row in rows], next_key
+        statement = _list(created_by is not None, status is not None, after is not None)
+        rows, next_key = await self.page(
+            statement, "id", limit=limit, after=after, created_by=created_by, status=status
+        )
+        return [_run(row) for row in rows], next_key
 
     async def update(self, run_id: uuid.UUID, values: dict[str, Any]) -> AgentRun:
         """Change fields; a new ``status`` must be a legal move from the stored one."""
-        statement = self.update_of(AgentRunRow).where(AgentRunRow.id == run_id)
-        status = values.get("status")
+        params = {name: values[name] for name in WRITABLE if name in values}
+        status = params.get("status")
         if status is not None:
-            statement = statement.where(AgentRunRow.status.in_(PREDECESSORS[status]))
-            if status == "running":
-                values = {**values, "started_at": func.now()}
-            elif status in FINISHED_STATUSES:
-                values = {**values, "finished_at": func.now()}
-        statement = statement.values(**values, updated_at=func.now()).returning(*RUN_COLUMNS)
-        row = (await self.session.execute(statement)).first()
+            params["predecessors"] = list(PREDECESSORS[status])
+        statement = _update(frozenset(params) - {"predecessors"}, STAMPS.get(status or ""))
+        row = await self.one(statement, id=run_id, **params)
         if row is None:
             raise await self._why_not(run_id, f"a {{status}} run cannot become {status}")
-        return AgentRun(**row._mapping)
+        return _run(row)
 
     async def append_tool_call(
         self, run_id: uuid.UUID, tool: str, input: dict[str, Any], output: dict[str, Any]
     ) -> ToolCall:
-        row = await self._append(
-            ToolCallRow, run_id, "seq", TOOL_CALL_COLUMNS, tool=tool, input=input, output=output
+        row = await self.one(
+            APPEND_TOOL_CALL, id=new_id(), run_id=run_id, tool=tool, input=input, output=output
         )
-        return ToolCall(**row._mapping)
+        if row is None:
+            raise await self._refused(run_id)
+        return _tool_call(row)
 
     async def append_checkpoint(
         self,
@@ -118,113 +260,63 @@ class AgentRunRepository(TenantRepository):
         parent_id: uuid.UUID | None,
     ) -> Checkpoint:
         try:
-            row = await self._append(
-                CheckpointRow,
-                run_id,
-                "sequence",
-                CHECKPOINT_COLUMNS,
+            row = await self.one(
+                APPEND_CHECKPOINT,
+                errors=ErrorText(reference=NO_SUCH_PARENT),
+                id=new_id(),
+                run_id=run_id,
                 state=state,
                 metadata=metadata,
                 parent_id=parent_id,
             )
-        except DBAPIError as exc:
+        except InvalidInputError as exc:
             # The composite key (org_id, run_id, parent_id) keeps the parent in this run;
             # its name does not follow fk_<table>_org_id_<column>, so no generic pointer.
-            if sqlstate(exc) == FOREIGN_KEY_VIOLATION and constraint_name(exc) == PARENT_CONSTRAINT:
-                raise InvalidInputError.at("/parent_id", "no such checkpoint in this run") from exc
+            cause = exc.__cause__
+            if isinstance(cause, Exception) and constraint_name(cause) == PARENT_CONSTRAINT:
+                raise InvalidInputError.at("/parent_id", NO_SUCH_PARENT) from cause
             raise
-        return Checkpoint(**row._mapping)
+        if row is None:
+            raise await self._refused(run_id)
+        return _checkpoint(row)
 
     async def tool_calls(self, run_id: uuid.UUID, *, limit: int, after: int | None) -> ToolCallPage:
-        statement = self.select_from(ToolCallRow, *TOOL_CALL_COLUMNS).where(
-            ToolCallRow.run_id == run_id
-        )
-        rows, next_key = await self.fetch_page(
-            statement, ToolCallRow.seq, limit=limit, after=after, newest_first=False
-        )
+        statement = _tool_calls(after is not None)
+        rows, next_key = await self.page(statement, "seq", limit=limit, run_id=run_id, after=after)
         # Only an empty page can hide a missing run: ask just then.
         if not rows:
             await self._require(run_id)
-        return [ToolCall(**row._mapping) for row in rows], next_key
+        return [_tool_call(row) for row in rows], next_key
 
     async def checkpoints(
         self, run_id: uuid.UUID, *, limit: int, after: int | None
     ) -> CheckpointPage:
-        statement = self.select_from(CheckpointRow, *CHECKPOINT_COLUMNS).where(
-            CheckpointRow.run_id == run_id
-        )
-        rows, next_key = await self.fetch_page(
-            statement, CheckpointRow.sequence, limit=limit, after=after, newest_first=False
+        statement = _checkpoints(after is not None)
+        rows, next_key = await self.page(
+            statement, "sequence", limit=limit, run_id=run_id, after=after
         )
         if not rows:
             await self._require(run_id)
-        return [Checkpoint(**row._mapping) for row in rows], next_key
+        return [_checkpoint(row) for row in rows], next_key
 
     async def latest_checkpoint(self, run_id: uuid.UUID) -> Checkpoint:
         """One backward step on the (org_id, run_id, sequence) unique index."""
-        statement = (
-            self.select_from(CheckpointRow, *CHECKPOINT_COLUMNS)
-            .where(CheckpointRow.run_id == run_id)
-            .order_by(CheckpointRow.sequence.desc())
-            .limit(1)
-        )
-        row = (await self.session.execute(statement)).first()
+        row = await self.one(LATEST_CHECKPOINT, run_id=run_id)
         if row is None:
             await self._require(run_id)
             raise NotFoundError("the run has no checkpoints yet")
-        return Checkpoint(**row._mapping)
-
-    def _take_number(self, run_id: uuid.UUID) -> CTE:
-        """The number an append uses, taken only while the run is open."""
-        return (
-            self.update_of(AgentRunRow)
-            .where(AgentRunRow.id == run_id, AgentRunRow.status.in_(OPEN_STATUSES))
-            .values(next_seq=AgentRunRow.next_seq + 1, updated_at=func.now())
-            .returning((AgentRunRow.next_seq - 1).label("number"))
-            .cte("taken")
-        )
-
-    async def _append(
-        self,
-        model: type[ToolCallRow] | type[CheckpointRow],
-        run_id: uuid.UUID,
-        number_column: str,
-        returning: tuple[Any, ...],
-        **values: Any,
-    ) -> Row[Any]:
-        """Number and insert a child in one round trip: a data-modifying CTE feeds the INSERT.
-
-        When the run is missing or finished the CTE yields no row, so nothing is inserted.
-        """
-        taken = self._take_number(run_id)
-        table = model.__table__
-        values = {"org_id": self.org_id, "id": new_id(), "run_id": run_id, **values}
-        constants = [literal(value, table.c[name].type) for name, value in values.items()]
-        statement = (
-            insert(model)
-            .from_select([*values, number_column], select(*constants, taken.c.number))
-            .add_cte(taken)
-            .returning(*returning)
-        )
-        row = (await self.session.execute(statement)).first()
-        if row is None:
-            raise await self._why_not(
-                run_id, "a {status} run takes no more tool calls or checkpoints"
-            )
-        return row
+        return _checkpoint(row)
 
     async def _require(self, run_id: uuid.UUID) -> None:
-        there = await self.session.scalar(
-            select(exists().where(self.owned(AgentRunRow), AgentRunRow.id == run_id))
-        )
-        if not there:
+        if not await self.scalar(EXISTS, id=run_id):
             raise NotFoundError("no such agent run")
+
+    async def _refused(self, run_id: uuid.UUID) -> Exception:
+        return await self._why_not(run_id, "a {status} run takes no more tool calls or checkpoints")
 
     async def _why_not(self, run_id: uuid.UUID, conflict: str) -> Exception:
         """A guarded write matched nothing: the run is gone, or its status forbids it."""
-        status = await self.session.scalar(
-            self.select_from(AgentRunRow, AgentRunRow.status).where(AgentRunRow.id == run_id)
-        )
+        status = await self.scalar(STATUS, id=run_id)
         if status is None:
             return NotFoundError("no such agent run")
         return ConflictError(conflict.format(status=status))

@@ -24,13 +24,13 @@ from itinera.routing import Api, Context, Idempotency
 api = Api(tag="agent runs")
 
 
-async def _repository(ctx: Context) -> AgentRunRepository:
-    return AgentRunRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _repository(ctx: Context) -> AgentRunRepository:
+    return ctx.repository(AgentRunRepository)
 
 
 @api.get("/v1/agent-runs", summary="List agent runs, newest first", response=Page[AgentRun])
 async def list_agent_runs(ctx: Context, query: AgentRunListQuery) -> Response:
-    runs, next_key = await (await _repository(ctx)).list(
+    runs, next_key = await _repository(ctx).list(
         limit=query.limit,
         after=ctx.after(query.cursor, uuid.UUID),
         created_by=query.user_id,
@@ -48,13 +48,13 @@ async def list_agent_runs(ctx: Context, query: AgentRunListQuery) -> Response:
     idempotency=Idempotency.REQUIRED,
 )
 async def create_agent_run(ctx: Context, body: AgentRunCreate) -> Response:
-    run = await (await _repository(ctx)).create(ctx.principal.user_id, body.intent, body.plan)
+    run = await _repository(ctx).create(ctx.principal.user_id, body.intent, body.plan)
     return JSONResponse(run, status_code=201, headers={"Location": f"/v1/agent-runs/{run.id}"})
 
 
 @api.get("/v1/agent-runs/{id:uuid}", summary="One agent run", response=AgentRun, statuses=(404,))
 async def get_agent_run(ctx: Context) -> Response:
-    run = await (await _repository(ctx)).get(ctx.path_id())
+    run = await _repository(ctx).get(ctx.path_id())
     if run is None:
         raise NotFoundError("no such agent run")
     return JSONResponse(run)
@@ -67,7 +67,7 @@ async def get_agent_run(ctx: Context) -> Response:
     statuses=(404, 409),
 )
 async def update_agent_run(ctx: Context, body: AgentRunUpdate) -> Response:
-    runs = await _repository(ctx)
+    runs = _repository(ctx)
     changes = changes_of(body)
     run = await runs.update(ctx.path_id(), changes) if changes else await runs.get(ctx.path_id())
     if run is None:
@@ -82,7 +82,7 @@ async def update_agent_run(ctx: Context, body: AgentRunUpdate) -> Response:
     statuses=(404,),
 )
 async def list_tool_calls(ctx: Context, query: PageQuery) -> Response:
-    calls, next_key = await (await _repository(ctx)).tool_calls(
+    calls, next_key = await _repository(ctx).tool_calls(
         ctx.path_id(), limit=query.limit, after=ctx.after(query.cursor, int)
     )
     return JSONResponse(ctx.page(calls, next_key))
@@ -96,7 +96,7 @@ async def list_tool_calls(ctx: Context, query: PageQuery) -> Response:
     statuses=(404, 409),
 )
 async def append_tool_call(ctx: Context, body: ToolCallCreate) -> Response:
-    call = await (await _repository(ctx)).append_tool_call(
+    call = await _repository(ctx).append_tool_call(
         ctx.path_id(), body.tool, body.input, body.output
     )
     # A tool call has no URL of its own: point at the log that holds it.
@@ -111,7 +111,7 @@ async def append_tool_call(ctx: Context, body: ToolCallCreate) -> Response:
     statuses=(404,),
 )
 async def list_checkpoints(ctx: Context, query: PageQuery) -> Response:
-    checkpoints, next_key = await (await _repository(ctx)).checkpoints(
+    checkpoints, next_key = await _repository(ctx).checkpoints(
         ctx.path_id(), limit=query.limit, after=ctx.after(query.cursor, int)
     )
     return JSONResponse(ctx.page(checkpoints, next_key))
@@ -125,7 +125,7 @@ async def list_checkpoints(ctx: Context, query: PageQuery) -> Response:
     statuses=(404, 409),
 )
 async def append_checkpoint(ctx: Context, body: CheckpointCreate) -> Response:
-    checkpoint = await (await _repository(ctx)).append_checkpoint(
+    checkpoint = await _repository(ctx).append_checkpoint(
         ctx.path_id(), body.state, body.metadata, body.parent_id
     )
     # A checkpoint has no URL of its own: point at the list that holds it.
@@ -140,5 +140,5 @@ async def append_checkpoint(ctx: Context, body: CheckpointCreate) -> Response:
     statuses=(404,),
 )
 async def latest_checkpoint(ctx: Context) -> Response:
-    checkpoint = await (await _repository(ctx)).latest_checkpoint(ctx.path_id())
+    checkpoint = await _repository(ctx).latest_checkpoint(ctx.path_id())
     return JSONResponse(checkpoint)

@@ -4,10 +4,10 @@ from datetime import timedelta
 
 from starlette.responses import Response
 
+from itinera.buckets import login_buckets, refresh_bucket
 from itinera.domain.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from itinera.domain.auth.service import AuthService
 from itinera.http import JSONResponse
-from itinera.middleware.rate_limit import login_buckets, refresh_bucket
 from itinera.routing import Api, Context, Idempotency
 
 api = Api(tag="auth")

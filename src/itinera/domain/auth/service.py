@@ -39,13 +39,13 @@ class AuthService:
         self.refresh_token_ttl = refresh_token_ttl
 
     async def login(self, org_slug: str, email: str, password: str) -> TokenPair:
-        session = await self.uow.session()
-        org = await OrgRepository(session).get_by_slug(org_slug)
+        # Orgs belong to no tenant: the transaction learns its tenant from the slug.
+        org = await OrgRepository(self.uow).get_by_slug(org_slug)
         if org is None:
             await self.passwords.verify_nothing(password)
             raise AuthenticationError(INVALID_CREDENTIALS)
         await self.uow.set_tenant(org.id)
-        users = UserRepository(session, org.id)
+        users = UserRepository(self.uow)
         user = await users.find_credentials(email)
         if user is None:
             await self.passwords.verify_nothing(password)
@@ -55,27 +55,25 @@ class AuthService:
         if self.passwords.needs_rehash(user.password_hash):
             await users.update(user.id, password_hash=await self.passwords.hash(password))
         refresh_token = new_refresh_token(org.id)
-        await RefreshTokenRepository(session, org.id).start_family(
+        await RefreshTokenRepository(self.uow).start_family(
             user.id, token_hash(refresh_token), datetime.now(UTC) + self.refresh_token_ttl
         )
         return self._pair(Principal(user.id, org.id, user.role), refresh_token)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         org_id = refresh_token_org(refresh_token)
+        # Before any statement: the tenant rides in the transaction's opening message.
         await self.uow.set_tenant(org_id)
-        session = await self.uow.session()
-        tokens = RefreshTokenRepository(session, org_id)
+        tokens = RefreshTokenRepository(self.uow)
         successor = new_refresh_token(org_id)
         rotated = await tokens.rotate(token_hash(refresh_token), token_hash(successor))
         if rotated is None:
-            known = await tokens.family_of(token_hash(refresh_token))
-            if known is not None:
-                # A retired token came back: it leaked, or clients raced. Revoke
-                # the whole family, and keep that write although we answer 401.
-                await tokens.revoke_family(known[0])
+            # A retired token came back: it leaked, or clients raced. Revoke the
+            # whole family, and keep that write although we answer 401.
+            if await tokens.revoke_family_of(token_hash(refresh_token)):
                 await self.uow.commit()
             raise AuthenticationError(INVALID_REFRESH)
-        user = await UserRepository(session, org_id).get(rotated.user_id)
+        user = await UserRepository(self.uow).get(rotated.user_id)
         if user is None or user.disabled:
             raise AuthenticationError(INVALID_REFRESH)
         return self._pair(Principal(user.id, org_id, user.role), successor)
@@ -90,10 +88,9 @@ class AuthService:
         org_id = refresh_token_org(refresh_token)
         if org_id != principal.org_id:
             return
-        tokens = RefreshTokenRepository(await self.uow.session(), org_id)
-        known = await tokens.family_of(token_hash(refresh_token))
-        if known is not None and known[1] == principal.user_id:
-            await tokens.revoke_family(known[0])
+        await RefreshTokenRepository(self.uow).revoke_family_of(
+            token_hash(refresh_token), user_id=principal.user_id
+        )
 
     def _pair(self, principal: Principal, refresh_token: str) -> TokenPair:
         return TokenPair(

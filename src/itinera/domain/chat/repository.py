@@ -6,17 +6,18 @@ nothing revives it: the renewal itself only matches a live session.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, insert, select
+from sqlalchemy import bindparam, exists, func, insert, select, update
 
-from itinera.db.errors import translate_integrity_errors
 from itinera.db.models import ChatMessage as MessageRow
 from itinera.db.models import ChatSession as SessionRow
 from itinera.db.models import new_id
-from itinera.db.tenancy import TenantRepository
+from itinera.db.prepared import Prepared
+from itinera.db.repository import TenantRepository
 from itinera.domain.chat.schemas import ChatMessage, ChatSession
 from itinera.errors import NotFoundError
 
@@ -26,91 +27,127 @@ SESSION_TTL = timedelta(hours=24)
 SESSION_COLUMNS = tuple(SessionRow.__table__.c[name] for name in ChatSession.__struct_fields__)
 MESSAGE_COLUMNS = tuple(MessageRow.__table__.c[name] for name in ChatMessage.__struct_fields__)
 
+_ORG = SessionRow.org_id == bindparam("org_id")
+_SESSION = SessionRow.id == bindparam("session_id")
+_LIVE = SessionRow.expires_at > func.now()
 
-def _is_live() -> ColumnElement[bool]:
-    return SessionRow.expires_at > func.now()
+CREATE_SESSION = Prepared(
+    insert(SessionRow)
+    .values(
+        org_id=bindparam("org_id"),
+        id=bindparam("id"),
+        created_by=bindparam("created_by"),
+        profile=bindparam("profile"),
+        expires_at=func.now() + SESSION_TTL,
+    )
+    .returning(*SESSION_COLUMNS)
+)
+GET_SESSION = Prepared(select(*SESSION_COLUMNS).where(_ORG, _SESSION, _LIVE))
+SESSION_IS_LIVE = Prepared(select(exists().where(_ORG, _SESSION, _LIVE)))
+
+
+def _add_message() -> Prepared:
+    """Renew a live session and store a message in it, as one statement.
+
+    The message is inserted from the renewal's RETURNING: a missing, foreign
+    or expired session renews nothing and stores nothing (no row comes back).
+    """
+    renewed = (
+        update(SessionRow)
+        .where(_ORG, _SESSION, _LIVE)
+        .values(expires_at=func.now() + SESSION_TTL, updated_at=func.now())
+        .returning(SessionRow.org_id, SessionRow.id)
+        .cte("renewed")
+    )
+    stored = (
+        insert(MessageRow)
+        .from_select(
+            ["org_id", "id", "session_id", "role", "content", "metadata"],
+            select(
+                renewed.c.org_id,
+                bindparam("id", type_=MessageRow.id.type),
+                renewed.c.id,
+                bindparam("role", type_=MessageRow.role.type),
+                bindparam("content", type_=MessageRow.content.type),
+                bindparam("metadata", type_=MessageRow.metadata_.type),
+            ),
+        )
+        .returning(*MESSAGE_COLUMNS)
+    )
+    return Prepared(stored.add_cte(renewed))
+
+
+ADD_MESSAGE = _add_message()
+
+
+@functools.cache
+def _list_sessions(by_creator: bool, after: bool) -> Prepared:
+    statement = select(*SESSION_COLUMNS).where(_ORG, _LIVE)
+    if by_creator:
+        statement = statement.where(SessionRow.created_by == bindparam("created_by"))
+    if after:
+        statement = statement.where(SessionRow.id < bindparam("after"))
+    return Prepared(statement.order_by(SessionRow.id.desc()).limit(bindparam("limit")))
+
+
+@functools.cache
+def _list_messages(after: bool) -> Prepared:
+    statement = select(*MESSAGE_COLUMNS).where(
+        MessageRow.org_id == bindparam("org_id"), MessageRow.session_id == bindparam("session_id")
+    )
+    if after:
+        statement = statement.where(MessageRow.id > bindparam("after"))
+    return Prepared(statement.order_by(MessageRow.id.asc()).limit(bindparam("limit")))
 
 
 class ChatRepository(TenantRepository):
     async def create_session(self, created_by: uuid.UUID, profile: dict[str, Any]) -> ChatSession:
-        statement = (
-            insert(SessionRow)
-            .values(
-                org_id=self.org_id,
-                id=new_id(),
-                created_by=created_by,
-                profile=profile,
-                expires_at=func.now() + SESSION_TTL,
-            )
-            .returning(*SESSION_COLUMNS)
-        )
-        with translate_integrity_errors():
-            row = (await self.session.execute(statement)).one()
-        return ChatSession(**row._mapping)
+        row = await self.one(CREATE_SESSION, id=new_id(), created_by=created_by, profile=profile)
+        assert row is not None
+        return ChatSession(**dict(row.items()))
 
     async def get_session(self, session_id: uuid.UUID) -> ChatSession | None:
-        statement = self.select_from(SessionRow, *SESSION_COLUMNS).where(
-            SessionRow.id == session_id, _is_live()
-        )
-        row = (await self.session.execute(statement)).first()
-        return ChatSession(**row._mapping) if row else None
+        row = await self.one(GET_SESSION, session_id=session_id)
+        return ChatSession(**dict(row.items())) if row else None
 
     async def list_sessions(
         self, *, limit: int, after: uuid.UUID | None, created_by: uuid.UUID | None
     ) -> tuple[list[ChatSession], uuid.UUID | None]:
-        statement = self.select_from(SessionRow, *SESSION_COLUMNS).where(_is_live())
-        if created_by is not None:
-            statement = statement.where(SessionRow.created_by == created_by)
-        rows, next_key = await self.fetch_page(statement, SessionRow.id, limit=limit, after=after)
-        return [ChatSession(**row._mapping) for row in rows], next_key
+        statement = _list_sessions(created_by is not None, after is not None)
+        rows, next_key = await self.page(
+            statement, "id", limit=limit, after=after, created_by=created_by
+        )
+        return [ChatSession(**dict(row.items())) for row in rows], next_key
 
     async def add_message(
         self, session_id: uuid.UUID, role: str, content: str, metadata: dict[str, Any]
     ) -> ChatMessage:
-        """Renew the session's expiry, then store the message.
+        """Renew the session's expiry and store the message, in one statement.
 
-        The renewal is also the expiry check, in one statement: a missing,
-        foreign or expired session matches nothing (404), so posting can never
-        revive an expired session; and the renewed row stays locked until
-        commit, so no sweeper can delete it before the message lands.
+        The renewal is also the expiry check: a missing, foreign or expired
+        session matches nothing (404), so posting can never revive an expired
+        session; and the renewed row stays locked until commit, so no sweeper
+        can delete it before the message lands.
         """
-        renewal = (
-            self.update_of(SessionRow)
-            .where(SessionRow.id == session_id, _is_live())
-            .values(expires_at=func.now() + SESSION_TTL, updated_at=func.now())
-            .returning(SessionRow.id)
+        row = await self.one(
+            ADD_MESSAGE,
+            session_id=session_id,
+            id=new_id(),
+            role=role,
+            content=content,
+            metadata=metadata,
         )
-        if (await self.session.execute(renewal)).first() is None:
+        if row is None:
             raise NotFoundError("no such chat session")
-        statement = (
-            insert(MessageRow)
-            .values(
-                org_id=self.org_id,
-                id=new_id(),
-                session_id=session_id,
-                role=role,
-                content=content,
-                metadata_=metadata,
-            )
-            .returning(*MESSAGE_COLUMNS)
-        )
-        with translate_integrity_errors():
-            row = (await self.session.execute(statement)).one()
-        return ChatMessage(**row._mapping)
+        return ChatMessage(**dict(row.items()))
 
     async def list_messages(
         self, session_id: uuid.UUID, *, limit: int, after: uuid.UUID | None
     ) -> tuple[list[ChatMessage], uuid.UUID | None]:
         """One page of a live session's messages, oldest first."""
-        live = await self.session.scalar(
-            select(exists().where(self.owned(SessionRow), SessionRow.id == session_id, _is_live()))
-        )
-        if not live:
+        if not await self.scalar(SESSION_IS_LIVE, session_id=session_id):
             raise NotFoundError("no such chat session")
-        statement = self.select_from(MessageRow, *MESSAGE_COLUMNS).where(
-            MessageRow.session_id == session_id
+        rows, next_key = await self.page(
+            _list_messages(after is not None), "id", limit=limit, session_id=session_id, after=after
         )
-        rows, next_key = await self.fetch_page(
-            statement, MessageRow.id, limit=limit, after=after, newest_first=False
-        )
-        return [ChatMessage(**row._mapping) for row in rows], next_key
+        return [ChatMessage(**dict(row.items())) for row in rows], next_key

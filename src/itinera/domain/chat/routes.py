@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from itinera import scope as request_scope
+from itinera.buckets import per_user
 from itinera.domain.chat.repository import ChatRepository
 from itinera.domain.chat.schemas import (
     ChatMessage,
@@ -20,7 +21,6 @@ from itinera.domain.knowledge.schemas import SearchResult
 from itinera.domain.knowledge.search import KnowledgeSearch
 from itinera.errors import NotFoundError
 from itinera.http import UNDECODABLE, JSONResponse
-from itinera.middleware.rate_limit import per_user
 from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context
 
@@ -31,8 +31,8 @@ api = Api(tag="chat")
 HITS_K = 5
 
 
-async def _repository(ctx: Context) -> ChatRepository:
-    return ChatRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _repository(ctx: Context) -> ChatRepository:
+    return ctx.repository(ChatRepository)
 
 
 @api.get(
@@ -41,7 +41,7 @@ async def _repository(ctx: Context) -> ChatRepository:
     response=Page[ChatSession],
 )
 async def list_chat_sessions(ctx: Context, query: ChatSessionListQuery) -> Response:
-    sessions, next_key = await (await _repository(ctx)).list_sessions(
+    sessions, next_key = await _repository(ctx).list_sessions(
         limit=query.limit, after=ctx.after(query.cursor, uuid.UUID), created_by=query.user_id
     )
     return JSONResponse(ctx.page(sessions, next_key))
@@ -54,7 +54,7 @@ async def list_chat_sessions(ctx: Context, query: ChatSessionListQuery) -> Respo
     status=201,
 )
 async def create_chat_session(ctx: Context, body: ChatSessionCreate) -> Response:
-    session = await (await _repository(ctx)).create_session(ctx.principal.user_id, body.profile)
+    session = await _repository(ctx).create_session(ctx.principal.user_id, body.profile)
     return JSONResponse(
         session, status_code=201, headers={"Location": f"/v1/chat/sessions/{session.id}"}
     )
@@ -67,7 +67,7 @@ async def create_chat_session(ctx: Context, body: ChatSessionCreate) -> Response
     statuses=(404,),
 )
 async def get_chat_session(ctx: Context) -> Response:
-    session = await (await _repository(ctx)).get_session(ctx.path_id())
+    session = await _repository(ctx).get_session(ctx.path_id())
     if session is None:
         raise NotFoundError("no such chat session")
     return JSONResponse(session)
@@ -80,7 +80,7 @@ async def get_chat_session(ctx: Context) -> Response:
     statuses=(404,),
 )
 async def list_chat_messages(ctx: Context, query: PageQuery) -> Response:
-    messages, next_key = await (await _repository(ctx)).list_messages(
+    messages, next_key = await _repository(ctx).list_messages(
         ctx.path_id(), limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
     )
     return JSONResponse(ctx.page(messages, next_key))
@@ -108,20 +108,16 @@ def message_bucket(scope: Scope) -> tuple[str, str]:
     bucket=message_bucket,
 )
 async def post_chat_message(ctx: Context, body: ChatMessageCreate) -> Response:
-    search = None
-    if body.role == "user":
-        # Opened before any write so that its transaction settings fold into
-        # the transaction's first statement rather than costing a round trip.
-        search = await KnowledgeSearch.open(ctx.uow, ctx.principal.org_id, HITS_K)
-    message = await (await _repository(ctx)).add_message(
+    message = await _repository(ctx).add_message(
         ctx.path_id(), body.role, body.content, body.metadata
     )
     hits: list[SearchResult] = []
-    if search is not None:
+    if body.role == "user":
         # Full text only (a message carries no vector), any word counting:
         # a conversational turn rarely has all its words in one passage. A
-        # long message searches its first distinct words, never refused.
-        hits = await search.by_any_word(body.content, HITS_K)
+        # long message searches its first distinct words, never refused. A
+        # text search reads no HNSW setting, so none is set.
+        hits = await ctx.repository(KnowledgeSearch).by_any_word(body.content, HITS_K)
     location = f"/v1/chat/sessions/{message.session_id}/messages"
     return JSONResponse(
         ChatMessagePosted(message=message, hits=hits),

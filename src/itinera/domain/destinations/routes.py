@@ -27,12 +27,12 @@ from itinera.routing import Api, Context
 api = Api(tag="destinations")
 
 
-async def _destinations(ctx: Context) -> DestinationRepository:
-    return DestinationRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _destinations(ctx: Context) -> DestinationRepository:
+    return ctx.repository(DestinationRepository)
 
 
-async def _dive_sites(ctx: Context) -> DiveSiteRepository:
-    return DiveSiteRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _dive_sites(ctx: Context) -> DiveSiteRepository:
+    return ctx.repository(DiveSiteRepository)
 
 
 def _check_timezone(timezone: object) -> None:
@@ -48,7 +48,7 @@ def _check_depths(minimum: object, maximum: object) -> None:
 
 @api.get("/v1/destinations", summary="List destinations, newest first", response=Page[Destination])
 async def list_destinations(ctx: Context, query: PageQuery) -> Response:
-    destinations, next_key = await (await _destinations(ctx)).list(
+    destinations, next_key = await _destinations(ctx).list(
         limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
     )
     return JSONResponse(ctx.page(destinations, next_key))
@@ -63,7 +63,7 @@ async def list_destinations(ctx: Context, query: PageQuery) -> Response:
 )
 async def create_destination(ctx: Context, body: DestinationCreate) -> Response:
     _check_timezone(body.timezone)
-    destination = await (await _destinations(ctx)).create(changes_of(body, metadata="metadata_"))
+    destination = await _destinations(ctx).create(changes_of(body))
     return JSONResponse(
         destination,
         status_code=201,
@@ -75,7 +75,7 @@ async def create_destination(ctx: Context, body: DestinationCreate) -> Response:
     "/v1/destinations/{id:uuid}", summary="One destination", response=Destination, statuses=(404,)
 )
 async def get_destination(ctx: Context) -> Response:
-    destination = await (await _destinations(ctx)).get(ctx.path_id())
+    destination = await _destinations(ctx).get(ctx.path_id())
     if destination is None:
         raise NotFoundError("no such destination")
     return JSONResponse(destination)
@@ -89,9 +89,7 @@ async def get_destination(ctx: Context) -> Response:
 )
 async def update_destination(ctx: Context, body: DestinationUpdate) -> Response:
     _check_timezone(body.timezone)
-    destination = await (await _destinations(ctx)).update(
-        ctx.path_id(), changes_of(body, metadata="metadata_")
-    )
+    destination = await _destinations(ctx).update(ctx.path_id(), changes_of(body))
     return JSONResponse(destination)
 
 
@@ -101,7 +99,7 @@ async def update_destination(ctx: Context, body: DestinationUpdate) -> Response:
     statuses=(404,),
 )
 async def delete_destination(ctx: Context) -> Response:
-    await (await _destinations(ctx)).delete(ctx.path_id())
+    await _destinations(ctx).delete(ctx.path_id())
     return Response(status_code=204)
 
 
@@ -112,7 +110,7 @@ async def delete_destination(ctx: Context) -> Response:
     statuses=(404,),
 )
 async def list_dive_sites(ctx: Context, query: PageQuery) -> Response:
-    dive_sites, next_key = await (await _dive_sites(ctx)).list(
+    dive_sites, next_key = await _dive_sites(ctx).list(
         ctx.path_id(), limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
     )
     return JSONResponse(ctx.page(dive_sites, next_key))
@@ -127,9 +125,7 @@ async def list_dive_sites(ctx: Context, query: PageQuery) -> Response:
 )
 async def create_dive_site(ctx: Context, body: DiveSiteCreate) -> Response:
     _check_depths(body.min_depth_m, body.max_depth_m)
-    dive_site = await (await _dive_sites(ctx)).create(
-        ctx.path_id(), changes_of(body, metadata="metadata_")
-    )
+    dive_site = await _dive_sites(ctx).create(ctx.path_id(), changes_of(body))
     return JSONResponse(
         dive_site, status_code=201, headers={"Location": f"/v1/dive-sites/{dive_site.id}"}
     )
@@ -137,7 +133,7 @@ async def create_dive_site(ctx: Context, body: DiveSiteCreate) -> Response:
 
 @api.get("/v1/dive-sites/{id:uuid}", summary="One dive site", response=DiveSite, statuses=(404,))
 async def get_dive_site(ctx: Context) -> Response:
-    dive_site = await (await _dive_sites(ctx)).get(ctx.path_id())
+    dive_site = await _dive_sites(ctx).get(ctx.path_id())
     if dive_site is None:
         raise NotFoundError("no such dive site")
     return JSONResponse(dive_site)
@@ -151,13 +147,11 @@ async def get_dive_site(ctx: Context) -> Response:
 )
 async def update_dive_site(ctx: Context, body: DiveSiteUpdate) -> Response:
     _check_depths(body.min_depth_m, body.max_depth_m)
-    dive_site = await (await _dive_sites(ctx)).update(
-        ctx.path_id(), changes_of(body, metadata="metadata_")
-    )
+    dive_site = await _dive_sites(ctx).update(ctx.path_id(), changes_of(body))
     return JSONResponse(dive_site)
 
 
 @api.delete("/v1/dive-sites/{id:uuid}", summary="Delete a dive site", statuses=(404,))
 async def delete_dive_site(ctx: Context) -> Response:
-    await (await _dive_sites(ctx)).delete(ctx.path_id())
+    await _dive_sites(ctx).delete(ctx.path_id())
     return Response(status_code=204)

@@ -1,8 +1,7 @@
 """Itineraries: conditional writes decided by one UPDATE on the version.
 
-Reading and creating itineraries are the service's hottest requests, so every
-statement here is compiled once and runs on the driver (``db.prepared``);
-variants (filters of a list, the fields of a PATCH) are compiled on first use.
+Every statement is compiled once (variants — the filters of a list, the fields
+of a PATCH — on first use) and runs through the repository's verbs.
 """
 
 from __future__ import annotations
@@ -15,17 +14,17 @@ from typing import Any
 import asyncpg
 from sqlalchemy import ARRAY, Integer, bindparam, delete, exists, func, insert, select, update
 
-from itinera.db.errors import translate_integrity_errors
 from itinera.db.models import Itinerary as ItineraryRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
-from itinera.db.tenancy import TenantStatements
+from itinera.db.repository import ErrorText, TenantRepository
 from itinera.domain.itineraries.schemas import Itinerary, ItineraryCreate
 from itinera.errors import NotFoundError, StaleVersionError
 
 COLUMNS = tuple(ItineraryRow.__table__.c[name] for name in Itinerary.__struct_fields__)
 WRITABLE = ("title", "start_date", "end_date", "status", "data", "agent_run_id", "destination_id")
 DATE_RULE = "start_date must not be after end_date"
+_ERRORS = ErrorText(check=DATE_RULE)
 
 _ORG = ItineraryRow.org_id == bindparam("org_id")
 _ID = ItineraryRow.id == bindparam("id")
@@ -89,16 +88,17 @@ def _itinerary(row: asyncpg.Record) -> Itinerary:
     return Itinerary(**dict(row.items()))
 
 
-class ItineraryRepository(TenantStatements):
+class ItineraryRepository(TenantRepository):
+    errors = _ERRORS
+
     async def create(self, created_by: uuid.UUID, itinerary: ItineraryCreate) -> Itinerary:
         values = {name: getattr(itinerary, name) for name in WRITABLE}
-        with translate_integrity_errors(check=DATE_RULE):
-            row = await self.fetchrow(CREATE, id=new_id(), created_by=created_by, **values)
+        row = await self.one(CREATE, id=new_id(), created_by=created_by, **values)
         assert row is not None
         return _itinerary(row)
 
     async def get(self, itinerary_id: uuid.UUID) -> Itinerary | None:
-        row = await self.fetchrow(GET, id=itinerary_id)
+        row = await self.one(GET, id=itinerary_id)
         return _itinerary(row) if row else None
 
     async def list(
@@ -110,7 +110,7 @@ class ItineraryRepository(TenantStatements):
         status: str | None,
     ) -> tuple[list[Itinerary], uuid.UUID | None]:
         statement = _list(created_by is not None, status is not None, after is not None)
-        rows, next_key = await self.fetch_page(
+        rows, next_key = await self.page(
             statement, "id", limit=limit, after=after, created_by=created_by, status=status
         )
         return [_itinerary(row) for row in rows], next_key
@@ -123,17 +123,16 @@ class ItineraryRepository(TenantStatements):
         if not storable:
             raise await self._why_not(itinerary_id)
         statement = _update(frozenset(values))
-        with translate_integrity_errors(check=DATE_RULE):
-            row = await self.fetchrow(statement, id=itinerary_id, versions=storable, **values)
+        row = await self.one(statement, id=itinerary_id, versions=storable, **values)
         if row is None:
             raise await self._why_not(itinerary_id)
         return _itinerary(row)
 
     async def delete(self, itinerary_id: uuid.UUID, versions: Collection[int] | None) -> None:
         if versions is None:
-            deleted = await self.fetchrow(DELETE, id=itinerary_id)
+            deleted = await self.one(DELETE, id=itinerary_id)
         elif storable := _storable(versions):
-            deleted = await self.fetchrow(DELETE_VERSION, id=itinerary_id, versions=storable)
+            deleted = await self.one(DELETE_VERSION, id=itinerary_id, versions=storable)
         else:
             deleted = None
         if deleted is None:
@@ -141,7 +140,7 @@ class ItineraryRepository(TenantStatements):
 
     async def _why_not(self, itinerary_id: uuid.UUID) -> Exception:
         """A conditional write matched nothing: the row is gone, or its version moved on."""
-        if await self.fetchval(EXISTS, id=itinerary_id):
+        if await self.scalar(EXISTS, id=itinerary_id):
             return StaleVersionError(
                 "If-Match does not name the current version; fetch the itinerary again"
             )

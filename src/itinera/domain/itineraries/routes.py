@@ -22,8 +22,8 @@ from itinera.routing import Api, Context, Idempotency
 api = Api(tag="itineraries")
 
 
-async def _repository(ctx: Context) -> ItineraryRepository:
-    return ItineraryRepository(await ctx.uow.driver(), ctx.principal.org_id)
+def _repository(ctx: Context) -> ItineraryRepository:
+    return ctx.repository(ItineraryRepository)
 
 
 def _answer(itinerary: Itinerary, status: int = 200) -> Response:
@@ -40,7 +40,7 @@ def _check_dates(body: ItineraryCreate) -> None:
 
 @api.get("/v1/itineraries", summary="List itineraries, newest first", response=Page[Itinerary])
 async def list_itineraries(ctx: Context, query: ItineraryListQuery) -> Response:
-    items, next_key = await (await _repository(ctx)).list(
+    items, next_key = await _repository(ctx).list(
         limit=query.limit,
         after=ctx.after(query.cursor, uuid.UUID),
         created_by=query.user_id,
@@ -58,7 +58,7 @@ async def list_itineraries(ctx: Context, query: ItineraryListQuery) -> Response:
 )
 async def create_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     _check_dates(body)
-    itinerary = await (await _repository(ctx)).create(ctx.principal.user_id, body)
+    itinerary = await _repository(ctx).create(ctx.principal.user_id, body)
     return _answer(itinerary, 201)
 
 
@@ -69,7 +69,7 @@ async def create_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     statuses=(304, 404),
 )
 async def get_itinerary(ctx: Context) -> Response:
-    itinerary = await (await _repository(ctx)).get(ctx.path_id())
+    itinerary = await _repository(ctx).get(ctx.path_id())
     if itinerary is None:
         raise NotFoundError("no such itinerary")
     if none_match(ctx.header_list(b"if-none-match"), itinerary.version):
@@ -87,7 +87,7 @@ async def replace_itinerary(ctx: Context, body: ItineraryCreate) -> Response:
     versions = versions_required(ctx.header_list(b"if-match"))
     _check_dates(body)
     values = {name: getattr(body, name) for name in body.__struct_fields__}
-    itinerary = await (await _repository(ctx)).update(ctx.path_id(), versions, values)
+    itinerary = await _repository(ctx).update(ctx.path_id(), versions, values)
     return _answer(itinerary)
 
 
@@ -103,7 +103,7 @@ async def update_itinerary(ctx: Context, body: ItineraryUpdate) -> Response:
     # With one date only, the table's check constraint compares it to the stored other.
     if isinstance(start, date) and isinstance(end, date) and start > end:
         raise InvalidInputError.at("/end_date", DATE_RULE)
-    itinerary = await (await _repository(ctx)).update(ctx.path_id(), versions, changes_of(body))
+    itinerary = await _repository(ctx).update(ctx.path_id(), versions, changes_of(body))
     return _answer(itinerary)
 
 
@@ -114,5 +114,5 @@ async def update_itinerary(ctx: Context, body: ItineraryUpdate) -> Response:
 )
 async def delete_itinerary(ctx: Context) -> Response:
     versions = versions_allowed(ctx.header_list(b"if-match"))
-    await (await _repository(ctx)).delete(ctx.path_id(), versions)
+    await _repository(ctx).delete(ctx.path_id(), versions)
     return Response(status_code=204)

@@ -18,8 +18,8 @@ from itinera.routing import Api, Context, Idempotency
 api = Api(tag="knowledge")
 
 
-async def _repository(ctx: Context) -> KnowledgeRepository:
-    return KnowledgeRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _repository(ctx: Context) -> KnowledgeRepository:
+    return ctx.repository(KnowledgeRepository)
 
 
 @api.post(
@@ -38,14 +38,14 @@ async def ingest_knowledge(ctx: Context, body: KnowledgeCreate) -> Response:
     ]
     if problems := vector_errors(vectors, dim):
         raise InvalidInputError("some chunk vectors cannot be used", problems)
-    item, created = await (await _repository(ctx)).ingest(body)
+    item, created = await _repository(ctx).ingest(body)
     location = {"Location": f"/v1/knowledge/{item.id}"}
     return JSONResponse(item, status_code=201 if created else 200, headers=location)
 
 
 @api.get("/v1/knowledge/{id:uuid}", summary="One item and its chunks", response=KnowledgeItem)
 async def get_knowledge(ctx: Context) -> Response:
-    item = await (await _repository(ctx)).get(ctx.path_id())
+    item = await _repository(ctx).get(ctx.path_id())
     if item is None:
         raise NotFoundError("no such knowledge item")
     return JSONResponse(item)
@@ -53,7 +53,7 @@ async def get_knowledge(ctx: Context) -> Response:
 
 @api.delete("/v1/knowledge/{id:uuid}", summary="Delete an item and its chunks")
 async def delete_knowledge(ctx: Context) -> Response:
-    if not await (await _repository(ctx)).delete(ctx.path_id()):
+    if not await _repository(ctx).delete(ctx.path_id()):
         raise NotFoundError("no such knowledge item")
     return Response(status_code=204)
 
@@ -73,5 +73,5 @@ async def search_knowledge(ctx: Context, body: SearchRequest) -> Response:
         )
     ):
         raise InvalidInputError("the query vector cannot be used", problems)
-    search = await KnowledgeSearch.open(ctx.uow, ctx.principal.org_id, body.k)
-    return JSONResponse(SearchResponse(results=await search.search(body)))
+    results = await ctx.repository(KnowledgeSearch).search(body)
+    return JSONResponse(SearchResponse(results=results))

@@ -1,28 +1,77 @@
-"""Leads: every capture is one upsert on (org, lower(email), source)."""
+"""Leads: every capture is one upsert on (org, lower(email), source).
+
+Every statement is compiled once per shape (which optional fields a capture
+sends, which filters a list has) on first use and runs through the
+repository's verbs.
+"""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import Boolean, Table, func, literal_column, text
+import asyncpg
+from sqlalchemy import Integer, String, Table, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from itinera.db.errors import translate_integrity_errors
 from itinera.db.models import Lead as LeadRow
 from itinera.db.models import new_id
-from itinera.db.tenancy import TenantRepository
+from itinera.db.prepared import Prepared
+from itinera.db.repository import TenantRepository
 from itinera.domain.leads.schemas import Lead
 
 # Declarative types __table__ as a FromClause; an upsert needs the Table itself.
 LEADS = cast(Table, LeadRow.__table__)
 COLUMNS = tuple(LEADS.c[name] for name in Lead.__struct_fields__)
 # The unique index uq_lead_org_id_lower_email_source, as ON CONFLICT must name it.
-CAPTURE_KEY = (LEADS.c.org_id, text("lower(email)"), LEADS.c.source)
+CAPTURE_KEY = (LEADS.c.org_id, func.lower(LEADS.c.email), LEADS.c.source)
 # A row this statement inserted has xmax = 0; one it updated through ON CONFLICT
 # carries this transaction's id there (the conflict locked it). So one statement
-# tells a new lead from a repeat, with no second read.
-WAS_INSERTED = literal_column("xmax = 0", Boolean).label("inserted")
+# tells a new lead from a repeat, with no second read. (xmax is a system column:
+# no model declares it.)
+WAS_INSERTED = (column("xmax", Integer) == 0).label("inserted")
+
+_ORG = LEADS.c.org_id == bindparam("org_id")
+
+
+@functools.cache
+def _capture(fields: frozenset[str]) -> Prepared:
+    """The upsert of a capture that sends ``fields`` (column names; email and source always)."""
+    names = sorted(fields)
+    insert = pg_insert(LEADS).values(
+        {
+            LEADS.c.org_id: bindparam("org_id"),
+            LEADS.c.id: bindparam("id"),
+            **{LEADS.c[name]: bindparam(name) for name in names},
+        }
+    )
+    return Prepared(
+        insert.on_conflict_do_update(
+            index_elements=CAPTURE_KEY,
+            set_={
+                **{name: insert.excluded[name] for name in names if name != "source"},
+                "updated_at": func.now(),
+            },
+        ).returning(*COLUMNS, WAS_INSERTED)
+    )
+
+
+@functools.cache
+def _list(by_source: bool, by_email: bool, after: bool) -> Prepared:
+    statement = select(*COLUMNS).where(_ORG)
+    if by_source:
+        statement = statement.where(LEADS.c.source == bindparam("source"))
+    if by_email:
+        # The same expression as the unique index, so the index serves it.
+        statement = statement.where(func.lower(LEADS.c.email) == bindparam("email", type_=String()))
+    if after:
+        statement = statement.where(LEADS.c.id < bindparam("after"))
+    return Prepared(statement.order_by(LEADS.c.id.desc()).limit(bindparam("limit")))
+
+
+def _lead(row: asyncpg.Record) -> Lead:
+    return Lead(**dict(row.items()))
 
 
 class LeadRepository(TenantRepository):
@@ -32,17 +81,9 @@ class LeadRepository(TenantRepository):
         ``values`` are the fields the capture sent, keyed by column name. On a
         repeat, those overwrite the stored ones and the rest are kept.
         """
-        insert = pg_insert(LEADS).values(org_id=self.org_id, id=new_id(), **values)
-        statement = insert.on_conflict_do_update(
-            index_elements=CAPTURE_KEY,
-            set_={
-                **{name: insert.excluded[name] for name in values if name != "source"},
-                "updated_at": func.now(),
-            },
-        ).returning(*COLUMNS, WAS_INSERTED)
-        with translate_integrity_errors():
-            row = (await self.session.execute(statement)).one()
-        fields = dict(row._mapping)
+        row = await self.one(_capture(frozenset(values)), id=new_id(), **values)
+        assert row is not None
+        fields = dict(row.items())
         created = fields.pop("inserted")
         return Lead(**fields), created
 
@@ -54,11 +95,13 @@ class LeadRepository(TenantRepository):
         source: str | None,
         email: str | None,
     ) -> tuple[list[Lead], uuid.UUID | None]:
-        statement = self.select_from(LeadRow, *COLUMNS)
-        if source is not None:
-            statement = statement.where(LeadRow.source == source)
-        if email is not None:
-            # The same expression as the unique index, so the index serves it.
-            statement = statement.where(func.lower(LeadRow.email) == email.lower())
-        rows, next_key = await self.fetch_page(statement, LeadRow.id, limit=limit, after=after)
-        return [Lead(**row._mapping) for row in rows], next_key
+        statement = _list(source is not None, email is not None, after is not None)
+        rows, next_key = await self.page(
+            statement,
+            "id",
+            limit=limit,
+            after=after,
+            source=source,
+            email=email.lower() if email is not None else None,
+        )
+        return [_lead(row) for row in rows], next_key

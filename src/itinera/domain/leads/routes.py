@@ -15,8 +15,8 @@ from itinera.routing import Api, Context
 api = Api(tag="leads")
 
 
-async def _repository(ctx: Context) -> LeadRepository:
-    return LeadRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _repository(ctx: Context) -> LeadRepository:
+    return ctx.repository(LeadRepository)
 
 
 @api.get(
@@ -25,7 +25,7 @@ async def _repository(ctx: Context) -> LeadRepository:
     response=Page[Lead],
 )
 async def list_leads(ctx: Context, query: LeadListQuery) -> Response:
-    leads, next_key = await (await _repository(ctx)).list(
+    leads, next_key = await _repository(ctx).list(
         limit=query.limit,
         after=ctx.after(query.cursor, uuid.UUID),
         source=query.source,
@@ -42,7 +42,7 @@ async def list_leads(ctx: Context, query: LeadListQuery) -> Response:
     statuses=(200,),
 )
 async def capture_lead(ctx: Context, body: LeadCapture) -> Response:
-    lead, created = await (await _repository(ctx)).capture(changes_of(body))
+    lead, created = await _repository(ctx).capture(changes_of(body))
     if not created:
         return JSONResponse(lead)
     # Leads have no URL of their own: this list answers exactly the new lead.

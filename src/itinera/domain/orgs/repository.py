@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import asyncpg
 import msgspec
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, insert, select
 
-from itinera.db.errors import translate_integrity_errors
 from itinera.db.models import Org, new_id
+from itinera.db.prepared import Prepared
+from itinera.db.repository import ErrorText, Repository
 
 
 class OrgRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,26 +22,38 @@ class OrgRecord(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
-_COLUMNS = (Org.id, Org.slug, Org.name, Org.created_at, Org.updated_at)
+_COLUMNS = tuple(Org.__table__.c[name] for name in OrgRecord.__struct_fields__)
+
+GET = Prepared(select(*_COLUMNS).where(Org.id == bindparam("id")))
+GET_BY_SLUG = Prepared(select(*_COLUMNS).where(Org.slug == bindparam("slug")))
+CREATE = Prepared(
+    insert(Org)
+    .values(id=bindparam("id"), slug=bindparam("slug"), name=bindparam("name"))
+    .returning(*_COLUMNS)
+)
 
 
-class OrgRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+def _org(row: asyncpg.Record | None) -> OrgRecord | None:
+    return OrgRecord(**dict(row.items())) if row else None
+
+
+class OrgRepository(Repository):
+    """Orgs belong to no tenant: the one repository a transaction may use before it has one."""
 
     async def get(self, org_id: uuid.UUID) -> OrgRecord | None:
-        row = (await self.session.execute(select(*_COLUMNS).where(Org.id == org_id))).first()
-        return OrgRecord(**row._mapping) if row else None
+        return _org(await self.one(GET, id=org_id))
 
     async def get_by_slug(self, slug: str) -> OrgRecord | None:
-        row = (await self.session.execute(select(*_COLUMNS).where(Org.slug == slug))).first()
-        return OrgRecord(**row._mapping) if row else None
+        return _org(await self.one(GET_BY_SLUG, slug=slug))
 
     async def create(self, slug: str, name: str) -> OrgRecord:
-        with translate_integrity_errors(duplicate=f"an org with slug {slug!r} exists"):
-            row = (
-                await self.session.execute(
-                    insert(Org).values(id=new_id(), slug=slug, name=name).returning(*_COLUMNS)
-                )
-            ).one()
-        return OrgRecord(**row._mapping)
+        row = await self.one(
+            CREATE,
+            errors=ErrorText(duplicate=f"an org with slug {slug!r} exists"),
+            id=new_id(),
+            slug=slug,
+            name=name,
+        )
+        org = _org(row)
+        assert org is not None
+        return org

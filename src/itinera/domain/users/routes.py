@@ -17,16 +17,15 @@ from itinera.routing import Api, Context
 api = Api(tag="users")
 
 
-async def _users(ctx: Context) -> UserRepository:
-    return UserRepository(await ctx.uow.session(), ctx.principal.org_id)
+def _users(ctx: Context) -> UserRepository:
+    return ctx.repository(UserRepository)
 
 
 @api.get("/v1/me", summary="The caller and their org", response=Me)
 async def me(ctx: Context) -> Response:
     principal = ctx.principal
-    session = await ctx.uow.session()
-    user = await UserRepository(session, principal.org_id).get(principal.user_id)
-    org = await OrgRepository(session).get(principal.org_id)
+    user = await _users(ctx).get(principal.user_id)
+    org = await ctx.repository(OrgRepository).get(principal.org_id)
     if user is None or org is None:  # pragma: no cover - the unit of work checked the user
         raise NotFoundError("the user no longer exists")
     return JSONResponse(
@@ -58,7 +57,7 @@ async def _confirm_still_admin(ctx: Context, users: UserRepository) -> list[uuid
     admin_only=True,
 )
 async def list_users(ctx: Context, query: PageQuery) -> Response:
-    users, next_key = await (await _users(ctx)).list(
+    users, next_key = await _users(ctx).list(
         limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
     )
     return JSONResponse(ctx.page(users, next_key))
@@ -73,7 +72,7 @@ async def list_users(ctx: Context, query: PageQuery) -> Response:
     admin_only=True,
 )
 async def create_user(ctx: Context, body: UserCreate) -> Response:
-    users = await _users(ctx)
+    users = _users(ctx)
     password_hash = await ctx.resources.passwords.hash(body.password)
     await _confirm_still_admin(ctx, users)
     user = await users.create(body.email, password_hash, body.role)
@@ -88,7 +87,7 @@ async def create_user(ctx: Context, body: UserCreate) -> Response:
     admin_only=True,
 )
 async def get_user(ctx: Context) -> Response:
-    user = await (await _users(ctx)).get(ctx.path_id())
+    user = await _users(ctx).get(ctx.path_id())
     if user is None:
         raise NotFoundError("no such user")
     return JSONResponse(user)
@@ -106,7 +105,7 @@ async def update_user(ctx: Context, body: UserUpdate) -> Response:
     changes = {
         k: v for k, v in (("role", body.role), ("disabled", body.disabled)) if v is not UNSET
     }
-    users = await _users(ctx)
+    users = _users(ctx)
     admins = await _confirm_still_admin(ctx, users)
     takes_admin_rights = changes.get("role", "admin") != "admin" or changes.get("disabled", False)
     if takes_admin_rights and user_id in admins and len(admins) == 1:
