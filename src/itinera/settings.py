@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     database_url: str | None = None
     admin_database_url: str | None = None
     redis_url: str | None = None
+    # REDIS_URL names one node of a Redis Cluster: the client discovers the rest.
+    redis_cluster: bool = False
     data_dir: str = ".itinera"
 
     # HTTP
@@ -68,6 +70,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_pool_pre_ping: bool = False
     db_connect_timeout_seconds: PositiveFloat = 5.0
     db_command_timeout_seconds: PositiveFloat = 30.0
+    # asyncpg's prepared-statement cache per connection; 0 behind a pooler that
+    # cannot follow prepared statements across transactions (PgBouncer < 1.21
+    # in transaction mode): every statement is then prepared unnamed, per use.
+    db_statement_cache_size: Annotated[int, Meta(ge=0)] = 100
     redis_timeout_seconds: PositiveFloat = 0.25
     readiness_timeout_seconds: PositiveFloat = 2.0
     # Bounded work: no statement of a request, and no pause of a request body, outlasts these.
