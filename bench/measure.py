@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.api import RoundTripMeter, RoundTrips
 from bench.processes import CpuMeter
 from bench.wrk import CONNECTIONS, THREADS, TIMEOUT_SECONDS, WrkResult, run_wrk
 
@@ -15,6 +16,7 @@ class Measured:
     wrk: WrkResult
     app_cpu_ms: float | None  # CPU per request: the app process's
     postgres_cpu_ms: float | None  # and all PostgreSQL backends'
+    round_trips: RoundTrips | None = None  # as the app counted them over the measured run
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +42,16 @@ class LoadPlan:
         bodies: Path | None = None,
         fresh_keys: bool = False,
         cpu: CpuMeter | None = None,
+        counted: RoundTripMeter | None = None,
     ) -> Measured:
         """GET ``url``, or POST the lines of ``bodies`` in turn (each with a new
-        Idempotency-Key when ``fresh_keys``)."""
+        Idempotency-Key when ``fresh_keys``).
+
+        ``counted`` is read right before the measured run and right after it (outside
+        the CPU window: a read of /metrics costs the app some CPU). The app adds a
+        request to its counters when the request ends, its round trips with it, so
+        a warm-up request still finishing as the run starts moves both together.
+        """
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         script = "post.lua" if bodies is not None else None
 
@@ -62,6 +71,7 @@ class LoadPlan:
             script=script,
             script_args=script_args("warmup"),
         )
+        counts_before = counted.snapshot() if counted else None
         before = cpu.snapshot() if cpu else None
         result = run_wrk(
             self.wrk,
@@ -71,10 +81,14 @@ class LoadPlan:
             script=script,
             script_args=script_args("run"),
         )
+        cpu_after = cpu.snapshot() if cpu else None
+        round_trips = None
+        if counted is not None and counts_before is not None:
+            round_trips = RoundTripMeter.per_request(counts_before, counted.snapshot())
         slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
         (self.out_dir / f"wrk-{slug}.txt").write_text(result.output)
-        if cpu is None or before is None or not result.requests:
-            return Measured(result, None, None)
-        app, postgres = CpuMeter.spent(before, cpu.snapshot())
+        if before is None or cpu_after is None or not result.requests:
+            return Measured(result, None, None, round_trips)
+        app, postgres = CpuMeter.spent(before, cpu_after)
         per_request = 1000.0 / result.requests
-        return Measured(result, app * per_request, postgres * per_request)
+        return Measured(result, app * per_request, postgres * per_request, round_trips)

