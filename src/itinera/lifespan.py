@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -29,16 +29,42 @@ from itinera.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def open_redis(settings: Settings) -> Redis:
+class ClosingRedisCluster(RedisCluster):
+    """redis-py's cluster client, whose ``aclose`` closes every connection.
+
+    ``RedisCluster.aclose`` does nothing while the client waits to re-read the
+    slot map, which it does after any node failed a command: a service that
+    saw a primary fail would leave every connection open at shutdown.
+    """
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.nodes_manager.aclose()
+        await self.nodes_manager.aclose("startup_nodes")
+
+
+def open_redis(settings: Settings) -> Redis | RedisCluster:
     if settings.redis_url is None:
         raise RuntimeError("the Redis URL is resolved before Redis is opened")
     # No retries: a slow or absent Redis must cost one short timeout, not several.
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        retry=Retry(NoBackoff(), 0),
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if not settings.redis_cluster:
+        return Redis.from_url(settings.redis_url, **options)
+    if not settings.redis_url.startswith(("redis://", "rediss://")):
+        raise RuntimeError(
+            "ITINERA_REDIS_CLUSTER=true needs REDIS_URL to name a cluster node "
+            "(redis:// or rediss://)"
+        )
+    # REDIS_URL names one node; the client reads the slot map from it on first
+    # use and then talks to the node owning each key. Past max_connections per
+    # node the client refuses at once instead of waiting (its default, 100, is
+    # one burst of concurrent requests, which the limiter would then let
+    # through): no cap, like the single-node client's pool.
+    return ClosingRedisCluster.from_url(settings.redis_url, max_connections=2**31, **options)
 
 
 async def refuse_wrong_dimension(db: Database, schema: ExpectedSchema) -> None:

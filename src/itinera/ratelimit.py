@@ -6,8 +6,9 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException
 from starlette.types import Scope
 
 from itinera.round_trips import RoundTrips
@@ -139,9 +140,14 @@ SCRIPT_SHA = hashlib.sha1(TOKEN_BUCKETS.encode(), usedforsecurity=False).hexdige
 
 
 class RateLimiter:
-    """Decides with one EVALSHA; a server that lost its scripts (NOSCRIPT) gets it again."""
+    """Decides with one EVALSHA; a server that lost its scripts (NOSCRIPT) gets it again.
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    On Redis Cluster a decision runs on the primary owning its keys' slot (they
+    share a hash tag), with that primary's clock; each primary keeps its own
+    script cache, so the script is loaded again where NOSCRIPT came from.
+    """
+
+    def __init__(self, redis: Redis | RedisCluster, settings: Settings) -> None:
         self.policies = policies(settings)
         self.timeout_seconds = settings.redis_timeout_seconds
         self.fail_open = settings.rate_limit_fail_open
@@ -159,12 +165,22 @@ class RateLimiter:
             raise ValueError(f"the keys of one decision must share a hash tag: {keys}")
         args = [n for policy, _ in buckets for n in (policy.capacity, policy.refill_per_second)]
         try:
-            counted.redis += 1
-            reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            counted.redis += 2
-            await self._redis.script_load(TOKEN_BUCKETS)
-            reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            if isinstance(self._redis, RedisCluster):
+                # Until it has read the slot map, redis-py sends a keyed command
+                # to a random primary; a burst of MOVED replies then makes it
+                # close every connection, cutting off the decisions in flight.
+                await self._redis.initialize()
+            try:
+                counted.redis += 1
+                reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            except NoScriptError:
+                counted.redis += 2
+                await self._load_script(keys[0])
+                reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        except RedisClusterException as exc:
+            # Not a RedisError: no node answered for the slot map, or a slot
+            # has no owner. Either way the limiter cannot decide right now.
+            raise RedisConnectionError(f"Redis Cluster unavailable: {exc}") from exc
         allowed, *states = reply
         return Decision(
             bool(allowed),
@@ -173,6 +189,17 @@ class RateLimiter:
                 for (policy, _), left, wait in zip(buckets, states[::2], states[1::2], strict=True)
             ),
         )
+
+    async def _load_script(self, key: str) -> None:
+        if not isinstance(self._redis, RedisCluster):
+            await self._redis.script_load(TOKEN_BUCKETS)
+            return
+        # redis-py sends SCRIPT LOAD to every primary and fails when any one
+        # of them is down, which would fail this decision too though its own
+        # primary is up. NOSCRIPT came from the primary owning the key's slot
+        # (EVALSHA is routed by its keys): load it there.
+        owner = self._redis.get_node_from_key(key)
+        await self._redis.execute_command("SCRIPT LOAD", TOKEN_BUCKETS, target_nodes=owner)
 
 
 def bucket_key(identity: str, bucket: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from itinera.db.engine import Database
 from itinera.db.schema import ExpectedSchema
@@ -22,7 +22,7 @@ class Resources:
 
     settings: Settings
     db: Database
-    redis: Redis
+    redis: Redis | RedisCluster
     metrics: Metrics
     schema: ExpectedSchema
     passwords: PasswordHasher

@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_url: str | None = None
     # REDIS_URL names one node of a Redis Cluster: the client discovers the rest.
     redis_cluster: bool = False
+    # False where no embedded server can run (the container image sets it): an
+    # unset database URL is then an error that names it, not a cue to start one.
+    embedded_servers: bool = True
     data_dir: str = ".itinera"
 
     # HTTP
@@ -159,5 +162,19 @@ def _check(settings: Settings) -> None:
         settings.trusted_proxy_networks  # noqa: B018 - parse for the error
     except ValueError as exc:
         raise SettingsError(f"ITINERA_TRUSTED_PROXIES: {exc}") from exc
+    if settings.redis_cluster and settings.redis_url is None:
+        raise SettingsError("ITINERA_REDIS_CLUSTER=true needs REDIS_URL (a node of the cluster)")
     if settings.uses_embedded_postgres and settings.workers > 1:
         raise SettingsError("ITINERA_WORKERS > 1 needs real servers (set DATABASE_URL)")
+    if not settings.embedded_servers:
+        unset = [
+            env_name(field)
+            for field in ("database_url", "admin_database_url")
+            if getattr(settings, field) is None
+        ]
+        if unset:
+            raise SettingsError(
+                f"{' and '.join(unset)} unset, and ITINERA_EMBEDDED_SERVERS=false (as in the "
+                "container image) starts no embedded PostgreSQL: set DATABASE_URL and "
+                "ITINERA_ADMIN_DATABASE_URL to your PostgreSQL (and REDIS_URL to your Redis)"
+            )

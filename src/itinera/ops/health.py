@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from anyio import fail_after
+from redis.asyncio import RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
@@ -102,14 +106,47 @@ async def _check_postgres(resources: Resources) -> tuple[DependencyCheck, Depend
 
 
 async def _check_redis(resources: Resources) -> DependencyCheck:
+    down = DEGRADED if resources.settings.rate_limit_fail_open else UNAVAILABLE
+    redis = resources.redis
     try:
         with fail_after(resources.settings.readiness_timeout_seconds):
-            await resources.redis.ping()
+            if isinstance(redis, RedisCluster):
+                return await _check_redis_cluster(redis, down)
+            await redis.ping()
     except Exception as exc:
-        down = DEGRADED if resources.settings.rate_limit_fail_open else UNAVAILABLE
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
         return DependencyCheck(status=down, detail=reason)
     return DependencyCheck(status=OK)
+
+
+async def _check_redis_cluster(cluster: RedisCluster, down: str) -> DependencyCheck:
+    """Asks every primary for its view of the cluster, all at once.
+
+    A primary holds its users' buckets alone: one that is gone (or refuses
+    commands) costs its users their limits and no one else theirs, so only
+    all of them gone counts as Redis down. CLUSTER INFO of one node is not
+    enough: the others still say ``cluster_state:ok`` about a failed primary
+    when the cluster does not require full coverage.
+    """
+    await cluster.initialize()  # the slot map, from any node that answers
+    primaries = cluster.get_primaries()
+
+    async def failure(node: ClusterNode) -> str | None:
+        try:
+            info = await cluster.cluster_info(target_nodes=node)
+        except Exception as exc:  # one primary's failure is reported, not raised
+            return "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        state = info.get("cluster_state")
+        return None if state == "ok" else f"cluster_state {state}"
+
+    failures = [f for f in await asyncio.gather(*map(failure, primaries)) if f is not None]
+    if not failures:
+        return DependencyCheck(status=OK)
+    return DependencyCheck(
+        status=down if len(failures) == len(primaries) else DEGRADED,
+        detail=f"{len(failures)} of {len(primaries)} primaries not serving: "
+        + ", ".join(sorted(set(failures))),
+    )
 
 
 @api.get(
