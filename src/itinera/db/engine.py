@@ -63,6 +63,23 @@ def create_engine(
     driver itself, so its hot statements can run there directly.
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if driver_transactions else {}
+    connect_args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_seconds,
+        "command_timeout": settings.db_command_timeout_seconds,
+        "server_settings": {"application_name": application_name},
+        # A cached statement is a named prepared statement on one server
+        # connection; a transaction-mode pooler (PgBouncer < 1.21) gives the
+        # next transaction another one, where it does not exist. With 0, asyncpg
+        # prepares every statement unnamed and sends its Parse again with each
+        # Bind, in the same message as the Execute: nothing outlives the call.
+        "statement_cache_size": settings.db_statement_cache_size,
+        # SQLAlchemy's own cache of the driver's statements (its DBAPI adapter
+        # takes it from the connect arguments): the same number, so 0 means no
+        # statement is kept anywhere. No custom statement names: with asyncpg's
+        # cache off, SQLAlchemy's statements are unnamed too, and a name would
+        # leave them behind on the server connections.
+        "prepared_statement_cache_size": settings.db_statement_cache_size,
+    }
     engine = create_async_engine(
         async_url(url),
         **options,
@@ -76,11 +93,7 @@ def create_engine(
         hide_parameters=True,
         json_serializer=_encode_json,
         json_deserializer=msgspec.json.decode,
-        connect_args={
-            "timeout": settings.db_connect_timeout_seconds,
-            "command_timeout": settings.db_command_timeout_seconds,
-            "server_settings": {"application_name": application_name},
-        },
+        connect_args=connect_args,
     )
     if driver_transactions:
         event.listen(engine.sync_engine, "connect", _register_binary_vectors)
