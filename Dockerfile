@@ -8,7 +8,13 @@ RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --system --uid 10001 itinera
 USER itinera
 
-ENV ITINERA_HOST=0.0.0.0 \
-    ITINERA_PORT=8000
+# The container runs against real servers only: without DATABASE_URL (and
+# ITINERA_ADMIN_DATABASE_URL, and REDIS_URL for `serve`) every command exits
+# with a message naming what to set, rather than trying to start the embedded
+# servers in a directory this user cannot write.
+ENV ITINERA_EMBEDDED_SERVERS=false \
+    ITINERA_HOST=0.0.0.0 \
+    ITINERA_PORT=8000 \
+    PYTHONUNBUFFERED=1
 EXPOSE 8000
 CMD ["itinera", "serve"]

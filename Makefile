@@ -62,7 +62,7 @@ up:
 	docker compose up --build --detach --wait
 
 down:
-	docker compose down --volumes
+	ITINERA_JWT_SECRET=$${ITINERA_JWT_SECRET:-unused-by-down} docker compose down --volumes
 
 clean:
 	rm -rf $(VENV) .itinera .pytest_cache .mypy_cache .ruff_cache

@@ -104,11 +104,17 @@ def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -
 
 
 def create_app_from_environment() -> ASGIApp:
-    """Factory for multi-worker uvicorn (real servers only): each worker reads the environment."""
+    """Factory for multi-worker uvicorn (real servers only): each worker reads the environment.
+
+    ``itinera serve`` has named a fresh metrics directory in the environment
+    the worker inherits, so its metrics add up with the other workers' (see
+    ``itinera.metrics``).
+    """
     from itinera.embedded import ensure_jwt_secret
     from itinera.logs import configure_logging
+    from itinera.metrics import RetireProcessAtShutdown
     from itinera.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(ensure_jwt_secret(settings))
+    return RetireProcessAtShutdown(create_app(ensure_jwt_secret(settings)))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -93,10 +95,16 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from itinera.app import create_app
+    from itinera.metrics import MULTIPROCESS_DIR_VARIABLE
 
     settings = settings.replace(
         host=args.host or settings.host, port=settings.port if args.port is None else args.port
     )
+    if settings.uses_embedded_redis and not settings.embedded_servers:
+        raise ItineraError(
+            "REDIS_URL unset, and ITINERA_EMBEDDED_SERVERS=false (as in the container image) "
+            "starts no embedded Redis: set REDIS_URL to your Redis"
+        )
     settings = ensure_jwt_secret(settings)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the
     # signal again to the handler it found: make that handler unwind through
@@ -117,12 +125,19 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             "timeout_graceful_shutdown": 30,
         }
         if resolved.workers > 1:
-            uvicorn.run(
-                "itinera.app:create_app_from_environment",
-                factory=True,
-                workers=resolved.workers,
-                **options,
-            )
+            # Each worker is a process with metric values of its own: prometheus_client's
+            # multiprocess mode lets /metrics, whichever worker answers it, add them all
+            # up. The directory must be fresh (files left by an earlier run would be
+            # added in) and named before uvicorn spawns the workers, which inherit it.
+            with tempfile.TemporaryDirectory(prefix="itinera-metrics-") as metrics_dir:
+                os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir
+                log.info("%s workers share metrics in %s", resolved.workers, metrics_dir)
+                uvicorn.run(
+                    "itinera.app:create_app_from_environment",
+                    factory=True,
+                    workers=resolved.workers,
+                    **options,
+                )
         else:
             uvicorn.run(create_app(resolved), **options)
     return 0

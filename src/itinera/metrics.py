@@ -1,77 +1,151 @@
-"""Prometheus metrics, one registry per app (tests build many apps in one process)."""
+"""Prometheus metrics, per app in one process and added up across ``itinera serve``'s workers.
+
+One process (tests build many apps in one; ``itinera serve`` with one worker):
+every app has its own registry, and connection-pool usage is read from the
+pools when /metrics is scraped.
+
+Several workers (``ITINERA_WORKERS`` > 1): each worker is a process of its
+own, so a registry in memory would answer /metrics with the counts of
+whichever worker the scrape reached. ``itinera serve`` therefore makes a fresh
+directory and names it in ``PROMETHEUS_MULTIPROC_DIR`` before uvicorn starts
+the workers; prometheus_client sees the variable when a worker imports it and
+writes that worker's values to files of its own there (its "multiprocess
+mode"). /metrics, answered by any worker, reads every worker's files:
+counters and histograms are summed over all workers, those that exited
+included (a count never goes back); pool gauges keep one series per live
+worker, labelled ``pid`` (``liveall``), since a pool is one worker's and its
+saturation is per worker. A worker that shuts down removes its gauges
+(``RetireProcessAtShutdown``); one killed outright leaves them until
+``serve`` stops and deletes the directory.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+from sqlalchemy import event
 from sqlalchemy.pool import Pool, QueuePool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera.round_trips import RoundTrips
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+# The variable prometheus_client reads when it is imported: set by ``itinera serve``
+# for its workers, never read by our code.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+POOL_CONNECTIONS = "itinera_db_pool_connections"
+POOL_CONNECTIONS_HELP = "Database connections by pool (app, owner) and state."
+
+
+def values_are_shared() -> bool:
+    """Whether this process writes its metric values to files for other processes to read.
+
+    prometheus_client decides once, when it is imported, from the environment;
+    what /metrics reads must follow that decision, so it is asked rather than
+    guessed from our own settings.
+    """
+    return values.ValueClass is not values.MutexValue
+
+
+def retire_process() -> None:
+    """Drop this worker's live gauges (its pools are gone); its counts stay in the sum."""
+    if values_are_shared():
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class RetireProcessAtShutdown:
+    """Retire the worker's gauges once the app's lifespan has shut down its pools.
+
+    Not at exit: after a graceful shutdown uvicorn raises the stopping signal
+    again, and a worker dies of it without running exit handlers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            retire_process()
+
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.shared = values_are_shared()
+        self.registry = CollectorRegistry(auto_describe=not self.shared)
+        # Shared values live in the files, not in this registry: registering the
+        # metrics here too would report this worker's share twice.
+        own = None if self.shared else self.registry
+        if self.shared:
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "itinera_http_requests_total",
             "HTTP requests by route template and status.",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.request_duration = Histogram(
             "itinera_http_request_duration_seconds",
             "HTTP request latency by route template and status.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self.database_round_trips = Counter(
             "itinera_db_round_trips_total",
             "Round trips to PostgreSQL made by requests, by route template.",
             ["method", "route"],
-            registry=self.registry,
+            registry=own,
         )
         self.redis_round_trips = Counter(
             "itinera_redis_round_trips_total",
             "Round trips to Redis made by requests, by route template.",
             ["method", "route"],
-            registry=self.registry,
+            registry=own,
         )
         self.rate_limits = Counter(
             "itinera_rate_limit_decisions_total",
             "Rate-limit decisions by bucket and outcome (allowed, denied, unavailable).",
             ["bucket", "outcome"],
-            registry=self.registry,
+            registry=own,
         )
         self.idempotency = Counter(
             "itinera_idempotency_outcomes_total",
             "Idempotent requests by outcome (new, replayed, in_flight, reused).",
             ["outcome"],
-            registry=self.registry,
+            registry=own,
         )
         self.swept_rows = Counter(
             "itinera_retention_rows_deleted_total",
             "Rows deleted by retention sweeps, by policy.",
             ["policy"],
-            registry=self.registry,
+            registry=own,
         )
         self.sweep_duration = Histogram(
             "itinera_retention_sweep_duration_seconds",
             "Duration of one retention sweep, by policy.",
             ["policy"],
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
-            registry=self.registry,
+            registry=own,
         )
         self.sweep_failures = Counter(
             "itinera_retention_sweep_failures_total",
             "Retention sweeps that failed, by policy.",
             ["policy"],
-            registry=self.registry,
+            registry=own,
         )
 
     def swept(self, policy: str, rows: int, seconds: float) -> None:
@@ -99,28 +173,77 @@ class Metrics:
             self.redis_round_trips.labels(method, route).inc(round_trips.redis)
 
     def track_pools(self, pools: Mapping[str, Pool]) -> None:
-        self.registry.register(PoolCollector(pools))
+        if not self.shared:
+            self.registry.register(PoolCollector(pools))
+            return
+        # A scrape reaches one worker and cannot look into another's pools:
+        # each worker publishes its own as they change.
+        gauge = Gauge(
+            POOL_CONNECTIONS,
+            POOL_CONNECTIONS_HELP,
+            ["pool", "state"],
+            multiprocess_mode="liveall",
+            registry=None,
+        )
+        for name, pool in pools.items():
+            if isinstance(pool, QueuePool):
+                PublishedPool(gauge, name, pool)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
+def pool_usage(pool: QueuePool) -> dict[str, int]:
+    return {
+        "checked_out": pool.checkedout(),
+        "idle": pool.checkedin(),
+        "size": pool.size(),
+        "overflow": max(0, pool.overflow()),
+    }
+
+
 class PoolCollector(Collector):
-    """Connection-pool usage, read at scrape time."""
+    """Connection-pool usage, read at scrape time (one process)."""
 
     def __init__(self, pools: Mapping[str, Pool]) -> None:
         self.pools = dict(pools)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         connections = GaugeMetricFamily(
-            "itinera_db_pool_connections",
-            "Database connections by pool (app, owner) and state.",
-            labels=["pool", "state"],
+            POOL_CONNECTIONS, POOL_CONNECTIONS_HELP, labels=["pool", "state"]
         )
         for name, pool in self.pools.items():
             if isinstance(pool, QueuePool):
-                connections.add_metric([name, "checked_out"], pool.checkedout())
-                connections.add_metric([name, "idle"], pool.checkedin())
-                connections.add_metric([name, "size"], pool.size())
-                connections.add_metric([name, "overflow"], max(0, pool.overflow()))
+                for state, count in pool_usage(pool).items():
+                    connections.add_metric([name, state], count)
         yield connections
+
+
+class PublishedPool:
+    """One worker's pool usage, written to its gauge files whenever a connection
+    is checked out or returned (several workers)."""
+
+    def __init__(self, gauge: Gauge, name: str, pool: QueuePool) -> None:
+        self.gauge = gauge
+        self.name = name
+        self.pool = pool
+        event.listen(pool, "checkout", self.on_checkout)
+        event.listen(pool, "checkin", self.on_checkin)
+        self.publish()
+
+    def publish(self) -> None:
+        for state, count in pool_usage(self.pool).items():
+            self.gauge.labels(self.name, state).set(count)
+
+    def on_checkout(self, *_: Any) -> None:
+        self.publish()
+
+    def on_checkin(self, *_: Any) -> None:
+        # SQLAlchemy announces a checkin before the connection is back in the
+        # queue (or closed, past the pool's size): publish once it is.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a connection collected outside the event loop
+            self.publish()
+        else:
+            loop.call_soon(self.publish)
