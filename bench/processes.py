@@ -142,14 +142,19 @@ class CpuMeter:
 
     Backends are the postmaster's children, read at each snapshot; a backend
     that exits between two snapshots takes its time with it (pools keep theirs).
+    With ``tree``, the process's descendants count as the app too (uvicorn's
+    workers under its supervisor), read the same way at each snapshot.
     """
 
-    def __init__(self, app_pid: int | None, postmaster_pid: int | None) -> None:
+    def __init__(self, app_pid: int | None, postmaster_pid: int | None, *, tree: bool = False):
         self.app_pid = app_pid
         self.postmaster_pid = postmaster_pid
+        self.tree = tree
 
     def snapshot(self) -> tuple[float, dict[int, float]]:
-        app = _cpu(self.app_pid) if self.app_pid is not None else 0.0
+        app = 0.0
+        if self.app_pid is not None:
+            app = _tree_cpu(self.app_pid) if self.tree else _cpu(self.app_pid)
         backends: dict[int, float] = {}
         if self.postmaster_pid is not None:
             with contextlib.suppress(psutil.Error):
@@ -172,6 +177,94 @@ def _cpu(pid: int) -> float:
     except psutil.Error:
         return 0.0
     return float(times.user + times.system)
+
+
+def _tree_cpu(pid: int) -> float:
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    return _cpu(pid) + sum(_cpu(child.pid) for child in descendants)
+
+
+def spawned_workers(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The children ``process`` started through multiprocessing's spawn (uvicorn's workers;
+    not its resource tracker)."""
+    try:
+        children = psutil.Process(process.pid).children()
+    except psutil.Error:
+        return []
+    workers = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if "--multiprocessing-fork" in child.cmdline():
+                workers.append(child)
+    return workers
+
+
+def wait_workers(
+    process: subprocess.Popen[bytes], count: int, log: Path, timeout: float = 90
+) -> None:
+    """Wait until ``process`` has ``count`` spawned workers, all done starting.
+
+    Its URL answering means one worker is up, not all: a worker still importing
+    the app when the load starts would leave the run to the others. A worker's
+    start is CPU-bound (imports, the app, its pools), so "done" is read as: the
+    same ``count`` workers, together under 20 ms of CPU over two 0.5 s windows
+    in a row.
+    """
+    deadline = time.monotonic() + timeout
+    last: tuple[frozenset[int], float] | None = None
+    quiet = 0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{log.stem} exited with {process.returncode}:\n{tail(log)}")
+        workers = spawned_workers(process)
+        now = (frozenset(w.pid for w in workers), sum(_cpu(w.pid) for w in workers))
+        if len(workers) >= count and last is not None and last[0] == now[0]:
+            quiet = quiet + 1 if now[1] - last[1] < 0.02 else 0
+            if quiet >= 2:
+                return
+        else:
+            quiet = 0
+        last = now
+        time.sleep(0.5)
+    raise RuntimeError(f"{log.stem}: {count} workers not started after {timeout:.0f} s")
+
+
+def stop_tree(process: subprocess.Popen[bytes] | None) -> list[str]:
+    """``stop``, then end any descendant of ``process`` that outlived it (by its pid,
+    as read before the stop)."""
+    if process is None or process.poll() is not None:
+        return []
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    stop(process)
+    stopped = []
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+                child.terminate()
+                try:
+                    child.wait(10)
+                except psutil.TimeoutExpired:
+                    child.kill()
+                stopped.append(f"{child.name()} (pid {child.pid})")
+    return stopped
+
+
+def redis_ping(socket_path: Path) -> bool:
+    """Whether a Redis server answers PING on ``socket_path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(socket_path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

@@ -37,6 +37,8 @@ class Row:
     db_round_trips: float | None = None
     redis_round_trips: float | None = None
     counted_requests: int | None = None
+    # uvicorn workers of the app serving it (BENCH_WORKERS); None: not labelled.
+    workers: int | None = None
 
     @property
     def target(self) -> str:
@@ -124,41 +126,44 @@ def _table(header: list[str], lines: list[list[str]], left: int = 1) -> list[str
 
 
 def render(results: Results) -> str:
-    http = _table(
+    http_lines = [
         [
-            "HTTP run",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "non-2xx",
-            "sock err",
-            "app cpu",
-            "pg cpu",
-            "db rt",
-            "redis rt",
-            "ratio",
-            "target",
-            "met",
-        ],
-        [
-            [
-                row.name,
-                _number(row.rate),
-                _number(row.p50_ms, 2),
-                _number(row.p99_ms, 2),
-                _count(row.non_2xx),
-                _count(row.socket_errors),
-                _number(row.app_cpu_ms, 2),
-                _number(row.postgres_cpu_ms, 2),
-                _number(row.db_round_trips),
-                _number(row.redis_round_trips),
-                _ratio(row),
-                row.target or "-",
-                _met(row),
-            ]
-            for row in results.http
-        ],
-    )
+            row.name,
+            _number(row.rate),
+            _number(row.p50_ms, 2),
+            _number(row.p99_ms, 2),
+            _count(row.non_2xx),
+            _count(row.socket_errors),
+            _number(row.app_cpu_ms, 2),
+            _number(row.postgres_cpu_ms, 2),
+            _number(row.db_round_trips),
+            _number(row.redis_round_trips),
+            _ratio(row),
+            row.target or "-",
+            _met(row),
+        ]
+        for row in results.http
+    ]
+    http_header = [
+        "HTTP run",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "sock err",
+        "app cpu",
+        "pg cpu",
+        "db rt",
+        "redis rt",
+        "ratio",
+        "target",
+        "met",
+    ]
+    if any(row.workers is not None for row in results.http):
+        http_header.insert(1, "workers")
+        for cells, row in zip(http_lines, results.http, strict=True):
+            cells.insert(1, _count(row.workers))
+    http = _table(http_header, http_lines)
     search = _table(
         [
             "vector search (k = 10)",
@@ -203,7 +208,10 @@ def render(results: Results) -> str:
 
 def to_json(results: Results) -> bytes:
     def row(r: Row) -> dict[str, Any]:
-        return asdict(r) | {"target": r.target, "met": r.met}
+        fields = asdict(r)
+        if r.workers is None:  # only BENCH_WORKERS runs label their rows
+            del fields["workers"]
+        return fields | {"target": r.target, "met": r.met}
 
     rows = {
         "http": [row(r) for r in results.http],
