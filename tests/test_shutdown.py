@@ -13,25 +13,18 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from itinera.settings import Settings
-from tests.support.processes import child_environment, free_port
+from tests.support.processes import child_environment, free_port, real_server_environment
 from tests.support.tenants import PASSWORD, Tenant
 
 pytestmark = pytest.mark.slow
 
 
 def server_environment(settings: Settings) -> dict[str, str]:
-    assert settings.database_url is not None
-    assert settings.admin_database_url is not None
-    assert settings.redis_url is not None
-    assert settings.jwt_secret is not None
-    return {
-        "DATABASE_URL": settings.database_url,
-        "ITINERA_ADMIN_DATABASE_URL": settings.admin_database_url,
-        "REDIS_URL": settings.redis_url,
-        "ITINERA_JWT_SECRET": settings.jwt_secret,
-        "ITINERA_EMBEDDING_DIM": str(settings.embedding_dim),
-        "ITINERA_RATE_LIMIT_AUTH_PER_MINUTE": "100000",
-    }
+    return real_server_environment(
+        settings,
+        ITINERA_RATE_LIMIT_AUTH_PER_MINUTE="100000",
+        ITINERA_RATE_LIMIT_AUTH_IP_PER_MINUTE="100000",
+    )
 
 
 async def test_sigterm_lets_in_flight_requests_finish(
