@@ -23,6 +23,9 @@ PLAIN_NAMES = {
     "database_url": "DATABASE_URL",
     "admin_database_url": "ITINERA_ADMIN_DATABASE_URL",
     "redis_url": "REDIS_URL",
+    "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_traces_exporter": "OTEL_TRACES_EXPORTER",
+    "otel_service_name": "OTEL_SERVICE_NAME",
 }
 LIST_FIELDS = frozenset({"cors_origins", "trusted_proxies"})
 
@@ -54,6 +57,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 1_048_576
     max_header_bytes: Annotated[int, Meta(ge=1024)] = 16_384
     log_level: str = "INFO"
+
+    # Traces: OpenTelemetry's standard variables. Nothing is traced unless an
+    # exporter is named (an OTLP endpoint, or OTEL_TRACES_EXPORTER other than "none").
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_traces_exporter: str | None = None
+    otel_service_name: str = "itinera"
 
     # Auth
     jwt_secret: str | None = None
@@ -107,6 +116,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def uses_embedded_postgres(self) -> bool:
         return self.database_url is None and self.admin_database_url is None
+
+    @property
+    def tracing(self) -> bool:
+        exporter = (self.otel_traces_exporter or "").strip().lower()
+        if exporter == "none":
+            return False
+        return bool(exporter) or bool(self.otel_exporter_otlp_endpoint)
 
     @property
     def uses_embedded_redis(self) -> bool:
