@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import importlib.metadata
 import logging
 import os
 import signal
@@ -11,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,8 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from itinera.db.engine import create_engine, session_factory
 from itinera.db.schema import alembic_config
 from itinera.db.unit_of_work import UnitOfWork
+from itinera.domain.auth.schemas import Slug
 from itinera.domain.orgs.repository import OrgRepository
+from itinera.domain.types import Email, Name
 from itinera.domain.users.repository import UserRepository
+from itinera.domain.users.schemas import Password
 from itinera.embedded import embedded_servers, ensure_jwt_secret
 from itinera.errors import ItineraError
 from itinera.logs import configure_logging
@@ -36,11 +41,17 @@ DEMO_PASSWORD = "itinera-demo"
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
+class UsageError(Exception):
+    """An argument or input the API itself would refuse: exit status 2, as argparse's own."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        # A command that needs no server reads only its own settings: it runs where
+        # the servers' are not set (the container image refuses to start without them).
+        settings = load_settings(only=args.only_settings)
     except SettingsError as exc:
         print(f"itinera: {exc}", file=sys.stderr)
         return 2
@@ -48,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     command: Command = args.run
     try:
         return command(settings, args)
+    except (UsageError, SettingsError) as exc:
+        print(f"itinera: {exc}", file=sys.stderr)
+        return 2
     except ItineraError as exc:
         print(f"itinera: {exc.detail}", file=sys.stderr)
         return 1
@@ -55,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="itinera", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"itinera {version()}")
+    parser.set_defaults(only_settings=None)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve_parser = commands.add_parser("serve", help="serve the HTTP API")
@@ -79,7 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     user_parser = commands.add_parser("create-user", help="create a user in an org")
     user_parser.add_argument("--org", required=True, help="the org's slug")
     user_parser.add_argument("--email", required=True)
-    user_parser.add_argument("--password", required=True)
+    user_parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input "
+        "(default: prompt for it on the terminal)",
+    )
+    # Refused with a message of its own: argparse's would repeat the password.
+    user_parser.add_argument(
+        "--password", nargs="?", action=_RefusePasswordArgument, help=argparse.SUPPRESS
+    )
     user_parser.add_argument("--admin", action="store_true", help="give the admin role")
     user_parser.set_defaults(run=create_user)
 
@@ -88,7 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only count what each policy would delete"
     )
     sweep_parser.set_defaults(run=sweep)
+
+    commands.add_parser(
+        "openapi", help="print the OpenAPI document, as GET /openapi.json serves it"
+    ).set_defaults(run=openapi, only_settings=("embedding_dim", "log_level"))
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version."""
+    try:
+        return importlib.metadata.version("itinera")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return "0.0.0+unknown"
+
+
+class _RefusePasswordArgument(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            "--password is not accepted: a password on the command line stays in shell "
+            "history and in ps. Type it at the prompt, or pipe it with --password-stdin"
+        )
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -172,6 +223,9 @@ def seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def create_org(settings: Settings, args: argparse.Namespace) -> int:
+    _check(args.slug, Slug, f"org slug {args.slug!r}", _SLUG_RULE)
+    _check(args.name, Name, "--name", "")
+
     async def run(uow: UnitOfWork) -> Any:
         return await OrgRepository(uow).create(args.slug, args.name)
 
@@ -180,16 +234,70 @@ def create_org(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def create_user(settings: Settings, args: argparse.Namespace) -> int:
+    _check(args.org, Slug, f"--org {args.org!r}", _SLUG_RULE)
+    _check(args.email, Email, f"--email {args.email!r}", _EMAIL_RULE)
+    password = _read_password() if args.password_stdin else _prompt_password()
+    _check(password, Password, "the password", "")
+
     async def run(uow: UnitOfWork) -> Any:
         org = await OrgRepository(uow).get_by_slug(args.org)
         if org is None:
             raise ItineraError(f"no org with slug {args.org!r}")
         await uow.set_tenant(org.id)
-        password_hash = await PasswordHasher().hash(args.password)
+        password_hash = await PasswordHasher().hash(password)
         role = "admin" if args.admin else "member"
         return await UserRepository(uow).create(args.email, password_hash, role)
 
     _print(_run_as_owner(settings, run))
+    return 0
+
+
+# The API's own types check the arguments (org slugs as login takes them, emails and
+# passwords as POST /v1/users does); these say in words what their patterns mean.
+_SLUG_RULE = "lowercase letters, digits and hyphens, starting with a letter or digit"
+_EMAIL_RULE = "an address like ana@example.com, with one @ and no spaces"
+
+
+def _check(value: str, kind: Any, what: str, rule: str) -> None:
+    """Refuse ``value`` (exit status 2) unless it is valid as the annotated type ``kind``."""
+    try:
+        msgspec.convert(value, kind)
+    except msgspec.ValidationError:
+        meta = next(m for m in get_args(kind) if isinstance(m, msgspec.Meta))
+        bounds = f"{meta.min_length} to {meta.max_length} characters"
+        if len(value) < (meta.min_length or 0) or len(value) > (meta.max_length or len(value)):
+            raise UsageError(f"{what} must be {bounds} (it has {len(value)})") from None
+        raise UsageError(f"{what} is not valid: {rule} ({bounds})") from None
+
+
+def _read_password() -> str:
+    """The first line of standard input, without its line ending."""
+    line = sys.stdin.readline()
+    if not line:
+        raise UsageError("--password-stdin: nothing on standard input")
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+def _prompt_password() -> str:
+    """Ask twice on the terminal, echo off."""
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "standard input is not a terminal to prompt on: pipe the password with --password-stdin"
+        )
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat the password: ") != password:
+        raise UsageError("the passwords do not match")
+    return password
+
+
+def openapi(settings: Settings, args: argparse.Namespace) -> int:
+    """The document's very bytes, for client generators: no server is started."""
+    from itinera.ops.openapi import _encoded_document
+
+    sys.stdout.buffer.write(_encoded_document(settings.embedding_dim))
+    if sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.buffer.flush()
     return 0
 
 

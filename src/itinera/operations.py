@@ -10,7 +10,7 @@ from itinera.domain.itineraries import routes as itinerary_routes
 from itinera.domain.knowledge import routes as knowledge_routes
 from itinera.domain.leads import routes as lead_routes
 from itinera.domain.users import routes as user_routes
-from itinera.ops import health
+from itinera.ops import health, problems
 from itinera.routing import Operation
 
 
@@ -18,6 +18,7 @@ def api_operations() -> list[Operation]:
     """The service's operations, but for those serving the document itself."""
     return [
         *health.api.operations,
+        *problems.api.operations,
         *auth_routes.api.operations,
         *user_routes.api.operations,
         *destination_routes.api.operations,

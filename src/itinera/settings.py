@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -144,11 +144,17 @@ def env_name(field: str) -> str:
     return PLAIN_NAMES.get(field, "ITINERA_" + field.upper())
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``environ`` (the process environment by default)."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, only: Collection[str] | None = None
+) -> Settings:
+    """Build settings from ``environ`` (the process environment by default).
+
+    ``only`` names the fields to read; the others keep their defaults (a
+    command that needs no server reads nothing about servers).
+    """
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
-    for field in Settings.__struct_fields__:
+    for field in Settings.__struct_fields__ if only is None else only:
         value = env.get(env_name(field))
         if value is None or value == "":
             continue
