@@ -15,6 +15,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from starlette.responses import Response
 
 from itinera.app import all_operations
+from itinera.ops import docs_page
 from itinera.ops.openapi import build_document
 from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context, Idempotency, Operation
@@ -80,11 +81,13 @@ def test_public_operations_need_no_security_and_the_rest_a_bearer_token(
     document: dict[str, Any],
 ) -> None:
     assert document["security"] == [{"bearerAuth": []}]
-    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert {k: scheme[k] for k in ("type", "scheme", "bearerFormat")} == {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
     }
+    assert "/v1/auth/login" in scheme["description"]
     for operation in all_operations():
         entry = entry_of(document, operation)
         if operation.public:
@@ -246,27 +249,151 @@ def test_the_generator_handles_any_declaration_generically() -> None:
     }
 
 
-async def test_docs_page_is_html_that_loads_nothing_from_elsewhere(
+def policy_of(response: httpx.Response) -> dict[str, str]:
+    return dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["content-security-policy"].split(";")
+    )
+
+
+def links_in(page: str) -> list[str]:
+    """Every URL the page names: in src and href attributes, and in its inline script."""
+    pairs = re.findall(r'(?:src|href)="([^"]*)"|\.src = "([^"]*)"', page)
+    return [attribute or script for attribute, script in pairs]
+
+
+async def test_docs_page_loads_only_its_own_files_under_a_strict_policy(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
     page = response.text
-    assert "openapi.json" in page
-    assert re.search(r"https?://|//[a-z0-9.-]+\.[a-z]", page, re.IGNORECASE) is None
-    assert re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", page) is None
-    policy = dict(
-        directive.strip().split(" ", 1)
-        for directive in response.headers["content-security-policy"].split(";")
-    )
+    assert re.search(r"https?:|//[a-z0-9.-]+\.[a-z]", page, re.IGNORECASE) is None
+    urls = links_in(page)
+    assert "openapi.json" in urls
+    assets = [url for url in urls if url != "openapi.json"]
+    assert {url.split("?")[0] for url in assets} == {
+        f"docs/assets/{name}" for name in docs_page.SWAGGER_UI_FILES
+    }
+    policy = policy_of(response)
     assert policy["default-src"] == "'none'"
     assert policy["connect-src"] == "'self'"
-    script = re.search(r"<script>(.*?)</script>", page, re.DOTALL)
-    assert script is not None
-    digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
-    assert policy["script-src"] == f"'sha256-{digest}'"
+    assert policy["style-src"] == "'self'"
+    assert policy["img-src"] == "'self' data:"
+    assert policy["frame-ancestors"] == "'none'"
+    # The one inline script runs by its hash, and only what it loads runs besides.
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert policy["script-src"] == f"'sha256-{digest}' 'strict-dynamic'"
     assert "unsafe" not in response.headers["content-security-policy"]
+    assert "<style" not in page
+    assert " style=" not in page
+
+
+async def test_docs_files_are_the_packages_own_with_their_types_and_a_year_of_caching(
+    client: httpx.AsyncClient,
+) -> None:
+    page = (await client.get("/docs")).text
+    directory = docs_page.swagger_ui_directory()
+    linked = [url for url in links_in(page) if url.startswith("docs/assets/")]
+    for url in linked:
+        name = url.removeprefix("docs/assets/").split("?")[0]
+        response = await client.get(f"/{url}", headers={"Accept-Encoding": "identity"})
+        assert response.status_code == 200, url
+        assert response.content == directory.joinpath(name).read_bytes()
+        media_type = docs_page.SWAGGER_UI_FILES[name]
+        assert response.headers["content-type"].split(";")[0] == media_type
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "content-encoding" not in response.headers
+        etag = response.headers["etag"]
+        again = await client.get(
+            f"/{url}", headers={"Accept-Encoding": "identity", "If-None-Match": etag}
+        )
+        assert again.status_code == 304
+        assert again.content == b""
+
+
+async def test_docs_text_files_go_gzipped_to_clients_that_take_it(
+    client: httpx.AsyncClient,
+) -> None:
+    bundle = docs_page.swagger_ui_directory().joinpath("swagger-ui-bundle.js").read_bytes()
+    plain = await client.get(
+        "/docs/assets/swagger-ui-bundle.js", headers={"Accept-Encoding": "identity"}
+    )
+    zipped = await client.get(
+        "/docs/assets/swagger-ui-bundle.js", headers={"Accept-Encoding": "gzip"}
+    )
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(bundle) / 2
+    assert zipped.content == bundle  # httpx undoes the gzip
+    assert zipped.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
+    assert zipped.headers["etag"] != plain.headers["etag"]
+    refused = await client.get(
+        "/docs/assets/swagger-ui-bundle.js", headers={"Accept-Encoding": "gzip;q=0, br"}
+    )
+    assert "content-encoding" not in refused.headers
+    icon = await client.get("/docs/assets/favicon-32x32.png", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in icon.headers
+    assert "vary" not in icon.headers
+
+
+async def test_a_docs_file_without_its_fingerprint_is_revalidated(
+    client: httpx.AsyncClient,
+) -> None:
+    for url in ("/docs/assets/swagger-ui.css", "/docs/assets/swagger-ui.css?v=0123456789abcdef"):
+        response = await client.get(url)
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "no-cache"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/assets/index.html",
+        "/docs/assets/swagger-initializer.js",
+        "/docs/assets/swagger-ui-bundle.js.map",
+        "/docs/assets/..%2F..%2F__init__.py",
+        "/docs/assets/%2e%2e",
+        "/docs/assets/../openapi.py",
+        "/docs/assets/vendor/swagger-ui-bundle.js",
+        "/docs/assets/",
+    ],
+)
+async def test_the_docs_route_serves_no_file_outside_its_list(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_main_operations_carry_request_examples_that_their_bodies_accept(
+    document: dict[str, Any],
+) -> None:
+    main = {
+        ("POST", "/v1/auth/login"),
+        ("POST", "/v1/itineraries"),
+        ("POST", "/v1/knowledge/search"),
+        ("POST", "/v1/destinations"),
+    }
+    with_examples = set()
+    for operation in all_operations():
+        if operation.body_type is None:
+            continue
+        body = entry_of(document, operation)["requestBody"]["content"]["application/json"]
+        if "example" in body:
+            with_examples.add((operation.method, CONVERTOR.sub(r"{\1}", operation.path)))
+            # As try-it-out sends it: the example decodes as the operation's body.
+            msgspec.json.decode(msgspec.json.encode(body["example"]), type=operation.body_type)
+    assert main <= with_examples
+    login = document["paths"]["/v1/auth/login"]["post"]["requestBody"]
+    assert login["content"]["application/json"]["example"]["org"] == "demo"  # `itinera seed`
+    search = document["paths"]["/v1/knowledge/search"]["post"]["requestBody"]
+    assert set(search["content"]["application/json"]["example"]) == {"query_text", "k"}
 
 
 async def test_vectors_are_documented_at_the_configured_dimension(

@@ -24,9 +24,10 @@ import inspect
 import re
 from collections.abc import Iterator, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 from starlette.responses import Response
 
 from itinera.http import JSON, PROBLEM_JSON, Problem
@@ -140,6 +141,13 @@ RESPONSE_HEADERS: dict[str, Schema] = {
     },
 }
 
+BEARER_AUTH: Schema = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "The `access_token` of `POST /v1/auth/login` (or `/v1/auth/refresh`).",
+}
+
 DESCRIPTION = """\
 Data and API backbone of an agentic travel planner.
 
@@ -163,14 +171,39 @@ async def openapi_document(ctx: Context) -> Response:
 
 @api.get(
     "/docs",
-    summary="Browsable API documentation, served without any third-party resource",
+    summary="Interactive API documentation (Swagger UI), served without any third-party resource",
     response="text/html",
     public=True,
     bucket=None,
     uses_database=False,
 )
 async def api_docs(ctx: Context) -> Response:
-    return Response(docs_page.HTML, media_type="text/html", headers=docs_page.HEADERS)
+    """Authorize with an access token, then try any operation from the page."""
+    return (await docs_page.load()).page_response()
+
+
+class AssetQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    v: Annotated[str, Meta(max_length=64, description="the file's fingerprint")] | None = None
+
+
+@api.get(
+    "/docs/assets/{name}",
+    summary="A file the docs page loads: Swagger UI's script, style sheet and icons",
+    response=None,
+    public=True,
+    bucket=None,
+    uses_database=False,
+    statuses=(NOT_MODIFIED,),
+)
+async def docs_asset(ctx: Context, query: AssetQuery) -> Response:
+    """With the fingerprint the page links it by, the file may be cached for a year."""
+    site = await docs_page.load()
+    return site.asset_response(
+        ctx.path_params["name"],
+        query.v,
+        ctx.header_list(b"accept-encoding"),
+        ctx.header_list(b"if-none-match"),
+    )
 
 
 @functools.cache
@@ -226,9 +259,7 @@ def build_document(
             "schemas": {name: components[name] for name in sorted(reachable)},
             "responses": responses,
             "headers": RESPONSE_HEADERS,
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            },
+            "securitySchemes": {"bearerAuth": BEARER_AUTH},
         },
         "security": [{"bearerAuth": []}],
     }
@@ -300,10 +331,10 @@ def _operation(
     if parameters:
         entry["parameters"] = parameters
     if operation.body_type is not None:
-        entry["requestBody"] = {
-            "required": True,
-            "content": {JSON: {"schema": schema_of[operation.body_type]}},
-        }
+        body: Schema = {"schema": schema_of[operation.body_type]}
+        if (example := _request_example(schema_of[operation.body_type], components)) is not None:
+            body["example"] = example
+        entry["requestBody"] = {"required": True, "content": {JSON: body}}
     entry["responses"] = _responses(operation, schema_of, bool(path_parameters))
     if operation.public:
         entry["security"] = []
@@ -340,6 +371,26 @@ def _query_parameters(schema: Schema, components: dict[str, Schema]) -> list[Sch
         parameter["schema"] = field
         parameters.append(parameter)
     return parameters
+
+
+def _request_example(schema: Schema, components: dict[str, Schema]) -> dict[str, Any] | None:
+    """A body made of the first example of each field that has one (``Meta(examples=...)``).
+
+    Only when every required field has one: a partial example would be refused.
+    Fields without examples stay out, so an example is a body that works as it
+    stands (optional ids and vectors would not), for try-it-out to send.
+    """
+    if ref := schema.get("$ref"):
+        schema = components[ref.removeprefix(SCHEMAS)]
+    example: dict[str, Any] = {}
+    for name, field in schema.get("properties", {}).items():
+        for branch in (field, *field.get("anyOf", ())):
+            if branch.get("examples"):
+                example[name] = branch["examples"][0]
+                break
+    if not example or not set(schema.get("required", ())) <= example.keys():
+        return None
+    return example
 
 
 def _not_null(schema: Schema) -> Schema:

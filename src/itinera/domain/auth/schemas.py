@@ -21,9 +21,10 @@ RefreshTokenText = Annotated[
 
 
 class LoginRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    org: Slug
-    email: Email
-    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+    # The examples are the demo credentials `itinera seed` prints (see the README).
+    org: Annotated[Slug, Meta(examples=["demo"])]
+    email: Annotated[Email, Meta(examples=["admin@demo.example"])]
+    password: Annotated[str, Meta(min_length=1, max_length=1024, examples=["itinera-demo"])]
 
 
 class RefreshRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

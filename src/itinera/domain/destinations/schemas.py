@@ -48,13 +48,15 @@ class Destination(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DestinationCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    slug: Slug
-    name: Name
-    country: CountryCode
-    lat: Latitude
-    lon: Longitude
+    slug: Annotated[Slug, Meta(examples=["dahab"])]
+    name: Annotated[Name, Meta(examples=["Dahab"])]
+    country: Annotated[CountryCode, Meta(examples=["EG"])]
+    lat: Annotated[Latitude, Meta(examples=[28.4937])]
+    lon: Annotated[Longitude, Meta(examples=[34.5136])]
     timezone: Timezone | None = None
-    description: LongText = ""
+    description: Annotated[
+        LongText, Meta(examples=["Shore dives on the Gulf of Aqaba, the Blue Hole among them."])
+    ] = ""
     metadata: JsonObject = msgspec.field(default_factory=dict)
 
 

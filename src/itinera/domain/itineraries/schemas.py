@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from itinera.domain.types import JsonObject, Title
 from itinera.pagination import PageQuery
 
 ItineraryStatus = Literal["draft", "final"]
+# For the OpenAPI document: what a planner might keep in `data`, which the service never reads.
+EXAMPLE_PLAN = {
+    "days": [
+        {"date": "2026-05-02", "items": ["Arrive in Sharm el-Sheikh", "Transfer to Dahab"]},
+        {"date": "2026-05-03", "items": ["The Canyon", "Blue Hole"]},
+    ]
+}
 
 
 class Itinerary(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,11 +40,11 @@ class Itinerary(msgspec.Struct, frozen=True, kw_only=True):
 class ItineraryCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Also the body of PUT, which replaces every field it names and resets the rest."""
 
-    title: Title
-    start_date: date
-    end_date: date
+    title: Annotated[Title, Meta(examples=["A week of diving in Dahab"])]
+    start_date: Annotated[date, Meta(examples=["2026-05-02"])]
+    end_date: Annotated[date, Meta(examples=["2026-05-09"])]
     status: ItineraryStatus = "draft"
-    data: JsonObject = msgspec.field(default_factory=dict)
+    data: Annotated[JsonObject, Meta(examples=[EXAMPLE_PLAN])] = msgspec.field(default_factory=dict)
     agent_run_id: uuid.UUID | None = None
     destination_id: uuid.UUID | None = None
 

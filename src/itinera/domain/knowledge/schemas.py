@@ -77,9 +77,9 @@ class KnowledgeItem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    query_text: QueryText | None = None
+    query_text: Annotated[QueryText, Meta(examples=["Red Sea wreck dives"])] | None = None
     query_vector: Vector | None = None
-    k: Annotated[int, Meta(ge=1, le=100)] = 10
+    k: Annotated[int, Meta(ge=1, le=100, examples=[5])] = 10
     min_similarity: Annotated[float, Meta(ge=-1, le=1)] | None = None
     destination_id: uuid.UUID | None = None
     model: ModelName | None = None
