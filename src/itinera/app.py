@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Router
@@ -13,13 +14,16 @@ from itinera.lifespan import make_lifespan
 from itinera.metrics import Metrics
 from itinera.middleware.auth import AuthMiddleware
 from itinera.middleware.rate_limit import RateLimitMiddleware
-from itinera.middleware.request_context import RequestContextMiddleware
+from itinera.middleware.request_context import RequestContextMiddleware, TracingMiddleware
 from itinera.middleware.request_limits import RequestLimitsMiddleware
 from itinera.middleware.transaction import TransactionMiddleware
 from itinera.operations import api_operations
 from itinera.ops import openapi
 from itinera.routing import EndpointApp, Idempotency, Operation, build_routes, not_found
 from itinera.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 CORS_ALLOWED_HEADERS = [
     "Authorization",
@@ -69,10 +73,17 @@ def operation_chain(operation: Operation) -> ASGIApp:
     return app
 
 
-def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -> ASGIApp:
+def create_app(
+    settings: Settings,
+    extra_operations: Sequence[Operation] = (),
+    *,
+    span_processor: SpanProcessor | None = None,
+) -> ASGIApp:
     """Build the service for settings whose server URLs and secret are resolved.
 
-    ``extra_operations`` are served beside the API (tests use it for probes).
+    ``extra_operations`` are served beside the API (tests use it for probes);
+    ``span_processor`` receives every span and turns tracing on (tests pass an
+    in-memory exporter's).
 
     A Starlette router under our own middleware, without the Starlette
     application's exception layers: errors become problem details where they
@@ -83,7 +94,7 @@ def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -
     app: ASGIApp = Router(
         routes=build_routes([*all_operations(), *extra_operations], operation_chain),
         default=not_found,
-        lifespan=make_lifespan(settings, metrics),
+        lifespan=make_lifespan(settings, metrics, span_processor),
     )
     app = RequestLimitsMiddleware(
         app,
@@ -100,7 +111,10 @@ def create_app(settings: Settings, extra_operations: Sequence[Operation] = ()) -
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
-    return RequestContextMiddleware(app, metrics=metrics)
+    app = RequestContextMiddleware(app, metrics=metrics)
+    if settings.tracing or span_processor is not None:
+        app = TracingMiddleware(app)
+    return app
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -25,6 +25,10 @@ from itinera.retention.sweeper import run_sweeper
 from itinera.security.passwords import PasswordHasher
 from itinera.security.tokens import AccessTokens
 from itinera.settings import Settings
+from itinera.tracing import Tracer, open_tracer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +104,10 @@ async def start_sweepers(
 
 
 def make_lifespan(
-    settings: Settings, metrics: Metrics
+    settings: Settings, metrics: Metrics, span_processor: SpanProcessor | None = None
 ) -> Callable[[Any], AbstractAsyncContextManager[dict[str, Any]]]:
+    """``span_processor``: where spans go besides the configured exporters (see ``open_tracer``)."""
+
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
         if settings.jwt_secret is None:
@@ -111,7 +117,9 @@ def make_lifespan(
         db = Database.open(settings)
         metrics.track_pools({"app": db.app_engine.pool, "owner": db.owner_engine.pool})
         redis = open_redis(settings)
+        tracer: Tracer | None = None
         try:
+            tracer = open_tracer(settings, span_processor)
             await refuse_wrong_dimension(db, schema)
             resources = Resources(
                 settings=settings,
@@ -125,6 +133,7 @@ def make_lifespan(
                 ),
                 cursors=CursorCodec(secret),
                 limiter=RateLimiter(redis, settings),
+                tracer=tracer,
             )
             async with anyio.create_task_group() as background:
                 if settings.sweepers_enabled:
@@ -136,5 +145,8 @@ def make_lifespan(
             with anyio.CancelScope(shield=True):
                 await redis.aclose()
                 await db.dispose()
+                if tracer is not None:
+                    # Exports the spans still queued: network I/O, off the event loop.
+                    await anyio.to_thread.run_sync(tracer.shutdown)
 
     return lifespan

@@ -9,7 +9,16 @@ from typing import Any
 
 import msgspec
 
-ACCESS_FIELDS = ("request_id", "org", "user", "method", "route", "status", "duration_ms")
+ACCESS_FIELDS = (
+    "request_id",
+    "trace_id",
+    "org",
+    "user",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+)
 
 _encoder = msgspec.json.Encoder()
 

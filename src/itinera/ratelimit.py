@@ -13,6 +13,7 @@ from starlette.types import Scope
 
 from itinera.round_trips import RoundTrips
 from itinera.settings import Settings
+from itinera.tracing import current_tracer
 
 WINDOW_SECONDS = 60
 
@@ -164,6 +165,13 @@ class RateLimiter:
             # Redis Cluster would answer CROSSSLOT, and an unavailable limiter fails open.
             raise ValueError(f"the keys of one decision must share a hash tag: {keys}")
         args = [n for policy, _ in buckets for n in (policy.capacity, policy.refill_per_second)]
+        # In a traced request, each round trip below is a span of its own.
+        tracer = current_tracer()
+        evalsha = (
+            self._redis.evalsha
+            if tracer is None
+            else tracer.redis_command("EVALSHA", self._redis.evalsha)
+        )
         try:
             if isinstance(self._redis, RedisCluster):
                 # Until it has read the slot map, redis-py sends a keyed command
@@ -172,11 +180,16 @@ class RateLimiter:
                 await self._redis.initialize()
             try:
                 counted.redis += 1
-                reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                reply = await evalsha(SCRIPT_SHA, len(keys), *keys, *args)
             except NoScriptError:
                 counted.redis += 2
-                await self._load_script(keys[0])
-                reply = await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                load = (
+                    self._load_script
+                    if tracer is None
+                    else tracer.redis_command("SCRIPT LOAD", self._load_script)
+                )
+                await load(keys[0])
+                reply = await evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         except RedisClusterException as exc:
             # Not a RedisError: no node answered for the slot map, or a slot
             # has no owner. Either way the limiter cannot decide right now.

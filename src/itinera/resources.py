@@ -14,6 +14,7 @@ from itinera.ratelimit import RateLimiter
 from itinera.security.passwords import PasswordHasher
 from itinera.security.tokens import AccessTokens
 from itinera.settings import Settings
+from itinera.tracing import Tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +30,4 @@ class Resources:
     tokens: AccessTokens
     cursors: CursorCodec
     limiter: RateLimiter
+    tracer: Tracer | None  # None: tracing is off

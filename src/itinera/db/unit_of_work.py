@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
@@ -12,6 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from itinera.errors import AuthenticationError, PermissionDeniedError
 from itinera.round_trips import RoundTrips
+from itinera.tracing import current_tracer
+
+if TYPE_CHECKING:
+    from itinera.tracing import Tracer
 
 TENANT_SETTING = "itinera.org_id"
 
@@ -270,6 +274,10 @@ class UnitOfWork:
                 await self._discard(connection)
             raise
         driver: asyncpg.Connection = raw.driver_connection
+        tracer = current_tracer()
+        if tracer is not None:
+            # Only when tracing: a span around every statement sent on it.
+            driver = _TracedDriver(driver, tracer)
         self._driver = driver
         return driver
 
@@ -283,6 +291,37 @@ class UnitOfWork:
         await connection.invalidate()
         await connection.close()
         await self._engine.dispose(close=False)
+
+
+class _TracedDriver:
+    """The driver connection with a client span around each round trip.
+
+    Every statement this unit of work sends goes through these four methods;
+    the rest (``is_in_transaction``, ``is_closed``) is answered locally.
+    """
+
+    def __init__(self, driver: asyncpg.Connection, tracer: Tracer) -> None:
+        self._driver = driver
+        self._tracer = tracer
+
+    async def execute(self, sql: str, *arguments: Any) -> Any:
+        with self._tracer.sql(sql):
+            return await self._driver.execute(sql, *arguments)
+
+    async def fetch(self, sql: str, *arguments: Any) -> Any:
+        with self._tracer.sql(sql):
+            return await self._driver.fetch(sql, *arguments)
+
+    async def fetchrow(self, sql: str, *arguments: Any) -> Any:
+        with self._tracer.sql(sql):
+            return await self._driver.fetchrow(sql, *arguments)
+
+    async def fetchval(self, sql: str, *arguments: Any) -> Any:
+        with self._tracer.sql(sql):
+            return await self._driver.fetchval(sql, *arguments)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._driver, name)
 
 
 def _set_configs(settings: Mapping[str, str]) -> str:

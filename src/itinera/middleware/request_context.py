@@ -1,4 +1,5 @@
-"""Outermost layer: request id, one access-log line per request, and the last-resort 500."""
+"""Outermost layers: request id, one access-log line per request, the last-resort 500, and
+(only when tracing is on) the request's server span around them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,47 @@ error_log = logging.getLogger("itinera.errors")
 
 REQUEST_ID_HEADER = b"x-request-id"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# The request's trace id, left in the scope by TracingMiddleware for the log line.
+TRACE_ID = "itinera.trace_id"
+
+
+class TracingMiddleware:
+    """Outside everything, and only when tracing is on: the request's server span.
+
+    A child of the caller's W3C ``traceparent`` when one came. It is current
+    while the request runs, so the unit of work's SQL spans and the limiter's
+    Redis span are its children; it is named by the route template once the
+    router has matched one, and its trace id goes into the access-log line.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracer = request_scope.resources(scope).tracer if scope["type"] == "http" else None
+        if tracer is None:
+            await self.app(scope, receive, send)
+            return
+        span = tracer.start_request(
+            scope["method"], scope["path"], scope.get("scheme", "http"), scope["headers"]
+        )
+        scope[TRACE_ID] = span.trace_id
+        status = 500  # unless a response starts: what the client is left with
+        error: BaseException | None = None
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        except BaseException as exc:  # cancellation too: the span must end
+            error = exc
+            raise
+        finally:
+            span.end(request_scope.route_template(scope), status, error)
 
 
 class RequestContextMiddleware:
@@ -57,12 +99,10 @@ class RequestContextMiddleware:
                 error_log.warning(
                     "dependency unavailable: %s",
                     type(exc).__name__,
-                    extra={"request_id": request_id, "method": scope["method"]},
+                    extra=_error_fields(scope, request_id),
                 )
             else:
-                error_log.exception(
-                    "unhandled error", extra={"request_id": request_id, "method": scope["method"]}
-                )
+                error_log.exception("unhandled error", extra=_error_fields(scope, request_id))
             if response_started:
                 raise
             response = unexpected_error_response(exc)
@@ -85,6 +125,7 @@ class RequestContextMiddleware:
                         "duration_ms": round(duration * 1000, 3),
                         "db_round_trips": round_trips.database,
                         "redis_round_trips": round_trips.redis,
+                        "trace_id": scope.get(TRACE_ID),
                     },
                 )
 
@@ -94,3 +135,7 @@ def _request_id(scope: Scope) -> str:
     if offered is not None and SANE_REQUEST_ID.fullmatch(offered):
         return offered
     return str(uuid_utils.compat.uuid7())
+
+
+def _error_fields(scope: Scope, request_id: str) -> dict[str, str | None]:
+    return {"request_id": request_id, "method": scope["method"], "trace_id": scope.get(TRACE_ID)}
