@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import os
 import pty
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from itinera.cli import build_parser
-from itinera.db.models import AppUser, Org
+from itinera.db.models import ApiKey, AppUser, Org
 from itinera.settings import Settings
 from tests.support.processes import child_environment, run_cli
 
@@ -325,3 +326,55 @@ def test_bad_setting_names_its_variable(cli_env: dict[str, str]) -> None:
     result = run_cli("migrate", env={**cli_env, "ITINERA_EMBEDDING_DIM": "4000"})
     assert result.returncode == 2
     assert "ITINERA_EMBEDDING_DIM" in result.stderr
+
+
+async def test_create_api_key_prints_the_secret_once_and_it_works(
+    cli_env: dict[str, str], client: httpx.AsyncClient, owner_engine: AsyncEngine
+) -> None:
+    slug = f"cli-{uuid.uuid4().hex[:8]}"
+    assert run_cli("create-org", slug, "--name", "Keys", env=cli_env).returncode == 0
+    user = run_cli_with_stdin(
+        "create-user",
+        "--org",
+        slug,
+        "--email",
+        "worker@example.com",
+        "--password-stdin",
+        env=cli_env,
+        stdin="a long enough password\n",
+    )
+    assert user.returncode == 0, user.stderr
+
+    created = run_cli(
+        "create-api-key",
+        "--org",
+        slug,
+        "--email",
+        "Worker@Example.com",
+        "--name",
+        "nightly",
+        env=cli_env,
+    )
+    assert created.returncode == 0, created.stderr
+    key = msgspec.json.decode(created.stdout)
+    assert (key["name"], key["revoked_at"]) == ("nightly", None)
+    assert key["user_id"] == msgspec.json.decode(user.stdout)["id"]
+    me = await client.get("/v1/me", headers={"Authorization": f"Bearer {key['secret']}"})
+    assert me.status_code == 200, me.text
+    assert me.json()["user"]["email"] == "worker@example.com"
+    async with owner_engine.connect() as conn:
+        stored = await conn.scalar(select(ApiKey.key_hash).where(ApiKey.id == uuid.UUID(key["id"])))
+    assert stored == hashlib.sha256(key["secret"].encode()).digest()
+
+    unknown = run_cli(
+        "create-api-key",
+        "--org",
+        slug,
+        "--email",
+        "nobody@example.com",
+        "--name",
+        "x",
+        env=cli_env,
+    )
+    assert unknown.returncode == 1
+    assert "no user with email 'nobody@example.com'" in unknown.stderr

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from itinera.db.engine import create_engine, session_factory
 from itinera.db.schema import alembic_config
 from itinera.db.unit_of_work import UnitOfWork
+from itinera.domain.api_keys.repository import ApiKeyRepository
+from itinera.domain.api_keys.schemas import ApiKeyCreated
 from itinera.domain.auth.schemas import Slug
 from itinera.domain.orgs.repository import OrgRepository
 from itinera.domain.types import Email, Name
@@ -30,6 +32,7 @@ from itinera.embedded import embedded_servers, ensure_jwt_secret
 from itinera.errors import ItineraError
 from itinera.logs import configure_logging
 from itinera.security.passwords import PasswordHasher
+from itinera.security.tokens import new_api_key, token_hash
 from itinera.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("itinera.cli")
@@ -107,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_parser.add_argument("--admin", action="store_true", help="give the admin role")
     user_parser.set_defaults(run=create_user)
+
+    key_parser = commands.add_parser(
+        "create-api-key", help="create an API key for a user; prints its secret, once"
+    )
+    key_parser.add_argument("--org", required=True, help="the org's slug")
+    key_parser.add_argument("--email", required=True, help="the user the key acts as")
+    key_parser.add_argument("--name", required=True, help="what the key is for")
+    key_parser.set_defaults(run=create_api_key)
 
     sweep_parser = commands.add_parser("sweep", help="run every retention policy once")
     sweep_parser.add_argument(
@@ -248,6 +259,28 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
         role = "admin" if args.admin else "member"
         return await UserRepository(uow).create(args.email, password_hash, role)
 
+    _print(_run_as_owner(settings, run))
+    return 0
+
+
+def create_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    _check(args.org, Slug, f"--org {args.org!r}", _SLUG_RULE)
+    _check(args.email, Email, f"--email {args.email!r}", _EMAIL_RULE)
+    _check(args.name, Name, "--name", "")
+
+    async def run(uow: UnitOfWork) -> Any:
+        org = await OrgRepository(uow).get_by_slug(args.org)
+        if org is None:
+            raise ItineraError(f"no org with slug {args.org!r}")
+        await uow.set_tenant(org.id)
+        user = await UserRepository(uow).find_credentials(args.email)
+        if user is None:
+            raise ItineraError(f"no user with email {args.email!r} in org {args.org!r}")
+        secret = new_api_key(org.id)
+        key = await ApiKeyRepository(uow).create(user.id, args.name, token_hash(secret), None)
+        return ApiKeyCreated(**msgspec.structs.asdict(key), secret=secret)
+
+    # The secret is shown here only: the database keeps its SHA-256.
     _print(_run_as_owner(settings, run))
     return 0
 

@@ -19,7 +19,7 @@ from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_sc
 from itinera.metrics import Metrics
 from itinera.pagination import CursorCodec
 from itinera.ratelimit import RateLimiter
-from itinera.resources import Resources
+from itinera.resources import RememberedApiKeys, Resources
 from itinera.retention.policies import policies
 from itinera.retention.sweeper import run_sweeper
 from itinera.security.passwords import PasswordHasher
@@ -134,6 +134,7 @@ def make_lifespan(
                 cursors=CursorCodec(secret),
                 limiter=RateLimiter(redis, settings),
                 tracer=tracer,
+                api_keys=RememberedApiKeys(),
             )
             async with anyio.create_task_group() as background:
                 if settings.sweepers_enabled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itinera.domain.agent_runs import routes as agent_run_routes
+from itinera.domain.api_keys import routes as api_key_routes
 from itinera.domain.auth import routes as auth_routes
 from itinera.domain.chat import routes as chat_routes
 from itinera.domain.destinations import routes as destination_routes
@@ -21,6 +22,7 @@ def api_operations() -> list[Operation]:
         *problems.api.operations,
         *auth_routes.api.operations,
         *user_routes.api.operations,
+        *api_key_routes.api.operations,
         *destination_routes.api.operations,
         *knowledge_routes.api.operations,
         *agent_run_routes.api.operations,

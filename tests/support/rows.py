@@ -33,6 +33,7 @@ async def insert_everywhere(
         token_hash=new_id().bytes * 2,
         family_expires_at=later,
     )
+    await add(m.ApiKey, user_id=user_id, name="worker", key_hash=new_id().bytes * 2)
     destination = await add(
         m.Destination, slug=f"d-{new_id().hex[-8:]}", name="Dahab", country="EG", lat=28.5, lon=34.5
     )

@@ -36,7 +36,9 @@ class UnitOfWork:
     or rollback, so nothing leaks to the next user of the pooled connection —
     checks that the caller still exists and is enabled (and is an admin, when
     the route needs one: the role in the database, not the token's claim), and
-    takes an idempotency key's advisory lock.
+    takes an idempotency key's advisory lock. A caller with an API key is
+    opened by ``itinera_begin_key(...)`` instead (migration 0004), which also
+    checks that the key is neither revoked nor expired.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class UnitOfWork:
         org_id: uuid.UUID | None = None,
         *,
         user_id: uuid.UUID | None = None,
+        api_key_hash: bytes | None = None,
         requires_admin: bool = False,
         statement_timeout: float | None = None,
         gate: anyio.Semaphore | None = None,
@@ -64,6 +67,8 @@ class UnitOfWork:
         self._holds_gate = False
         self._org_id = org_id
         self._user_id = user_id
+        # The caller came with an API key: the opening checks the key, not only the user.
+        self._api_key_hash = api_key_hash
         self._connection: AsyncConnection | None = None
         self._driver: asyncpg.Connection | None = None
         self._begun = False
@@ -117,6 +122,10 @@ class UnitOfWork:
             return False
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
             self._begun = driver.is_in_transaction()
+            if self._api_key_hash is not None:
+                raise AuthenticationError(
+                    "the API key is not valid (revoked, expired or unknown) or its user is disabled"
+                ) from exc
             raise AuthenticationError("the user no longer exists or is disabled") from exc
         except asyncpg.InsufficientPrivilegeError as exc:
             self._begun = driver.is_in_transaction()
@@ -139,9 +148,16 @@ class UnitOfWork:
             member = f"'{uuid.UUID(str(self._user_id))}'" if self._user_id else "NULL"
             lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
             admin = "true" if self._requires_admin else "false"
-            statements.append(
-                f"SELECT itinera_begin('{uuid.UUID(str(self._org_id))}', {member}, {lock}, {admin})"
-            )
+            org = f"'{uuid.UUID(str(self._org_id))}'"
+            if self._api_key_hash is not None:
+                # The key's digest as hex (made here by hashlib, never request text):
+                # migration 0004 checks the key is live and still the user's.
+                key_hash = f"decode('{bytes(self._api_key_hash).hex()}', 'hex')"
+                statements.append(
+                    f"SELECT itinera_begin_key({org}, {key_hash}, {member}, {lock}, {admin})"
+                )
+            else:
+                statements.append(f"SELECT itinera_begin({org}, {member}, {lock}, {admin})")
         if self._opening_settings:
             statements.append(f"SELECT {_set_configs(self._opening_settings)}")
         if savepoint is not None:

@@ -96,6 +96,7 @@ class TransactionMiddleware:
             db.app_engine,
             principal.org_id if principal else None,
             user_id=principal.user_id if principal else None,
+            api_key_hash=principal.api_key_hash if principal else None,
             requires_admin=self.requires_admin,
             statement_timeout=resources.settings.db_statement_timeout_seconds,
             gate=db.request_gate,

@@ -1,4 +1,4 @@
-"""Access tokens (HS256 JWTs) and opaque refresh tokens."""
+"""Access tokens (HS256 JWTs), opaque refresh tokens and the form of API keys."""
 
 from __future__ import annotations
 
@@ -118,6 +118,34 @@ def refresh_token_org(token: str) -> uuid.UUID:
     match = _REFRESH_TOKEN.fullmatch(token)
     if match is None:
         raise AuthenticationError("the refresh token is not valid")
+    return uuid.UUID(match.group(1))
+
+
+API_KEY_PREFIX = "itk_"
+
+# Exactly what new_api_key makes: the prefix, the org's canonical UUID text, a dot,
+# 43 base64url characters. Neither a JWT (three dot-separated parts, "eyJ…") nor a
+# refresh token (no prefix) can be read as one.
+_API_KEY = re.compile(r"itk_([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\.[A-Za-z0-9_-]{43}")
+
+
+def new_api_key(org_id: uuid.UUID) -> str:
+    """``itk_<org_id>.<base64url(32 random bytes)>``: the prefix tells it from an access
+    token, and names the org so the lookup can set the tenant first."""
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return f"{API_KEY_PREFIX}{org_id}.{secret}"
+
+
+def is_api_key(token: str) -> bool:
+    """Whether a bearer credential claims to be an API key (its form is checked apart)."""
+    return token.startswith(API_KEY_PREFIX)
+
+
+def api_key_org(key: str) -> uuid.UUID:
+    """The org an API key names; text of any other form is refused before it is hashed."""
+    match = _API_KEY.fullmatch(key)
+    if match is None:
+        raise AuthenticationError("the API key is not valid")
     return uuid.UUID(match.group(1))
 
 

@@ -3,6 +3,7 @@
 from sqlalchemy import Table
 
 from itinera.db.models.agent import AgentCheckpoint, AgentRun, AgentToolCall
+from itinera.db.models.api_key import ApiKey
 from itinera.db.models.base import Base, OrgScoped, new_id
 from itinera.db.models.chat import ChatMessage, ChatSession
 from itinera.db.models.destination import Destination, DiveSite
@@ -28,6 +29,7 @@ __all__ = [
     "AgentCheckpoint",
     "AgentRun",
     "AgentToolCall",
+    "ApiKey",
     "AppUser",
     "Base",
     "ChatMessage",
