@@ -24,6 +24,8 @@ class KnowledgeItem(TenantMixin, Base):
     __tablename__ = "knowledge_item"
     __table_args__ = (
         UniqueConstraint("org_id", "content_hash"),
+        # NULLs never collide: items without a key are not constrained.
+        UniqueConstraint("org_id", "key"),
         ForeignKeyConstraint(
             ["org_id", "destination_id"],
             ["destination.org_id", "destination.id"],
@@ -31,6 +33,8 @@ class KnowledgeItem(TenantMixin, Base):
         ),
     )
 
+    # The client's name for the item (1-255 characters, matched exactly), or None.
+    key: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(2048))
     title: Mapped[str] = mapped_column(String(500))
     body: Mapped[str] = mapped_column(Text)

@@ -10,8 +10,21 @@ import msgspec
 from msgspec import Meta
 
 from itinera.domain.types import JsonObject
+from itinera.pagination import PageQuery
 
 Source = Annotated[str, Meta(min_length=1, max_length=2048)]
+# Any text of 1-255 characters (slashes, spaces, Unicode), stored and matched as
+# sent; only NUL is refused, which PostgreSQL cannot store in text.
+Key = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=255,
+        pattern="^[^\x00]+$",
+        description="the client's name for the item: 1-255 characters, matched exactly",
+        examples=["guides/dahab/blue-hole.md"],
+    ),
+]
 ItemTitle = Annotated[str, Meta(min_length=1, max_length=500)]
 # Bounded well below PostgreSQL's 1 MB tsvector limit.
 Body = Annotated[str, Meta(min_length=1, max_length=200_000)]
@@ -47,6 +60,11 @@ class ChunkIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class KnowledgeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An item to store. With a ``key`` it is an upsert: it replaces the org's item of
+    that key, chunks and all; without one, content the org already has is not stored
+    twice."""
+
+    key: Key | None = None
     source: Source
     title: ItemTitle
     body: Body
@@ -63,17 +81,38 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
     has_vector: bool
 
 
-class KnowledgeItem(msgspec.Struct, frozen=True, kw_only=True):
+class KnowledgeSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """An item without its chunks, as lists show it."""
+
     id: uuid.UUID
+    key: str | None
     source: str
     title: str
     body: str
     metadata: dict[str, object]
     destination_id: uuid.UUID | None
-    content_hash: str
-    chunks: list[Chunk]
+    content_hash: Annotated[str, Meta(description="SHA-256 of the body, in hex")]
     created_at: datetime
     updated_at: datetime
+
+
+class KnowledgeItem(KnowledgeSummary, frozen=True, kw_only=True):
+    chunks: list[Chunk]
+
+
+class KnowledgeListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
+    source: Source | None = None
+    destination_id: uuid.UUID | None = None
+    key: Key | None = None
+
+
+class KnowledgeKeyQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    key: Key
+
+
+MetadataFilter = Annotated[
+    JsonObject, Meta(description="items whose metadata contains this object (JSON containment, @>)")
+]
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -82,6 +121,7 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     k: Annotated[int, Meta(ge=1, le=100, examples=[5])] = 10
     min_similarity: Annotated[float, Meta(ge=-1, le=1)] | None = None
     destination_id: uuid.UUID | None = None
+    metadata: MetadataFilter | None = None
     model: ModelName | None = None
 
     @property
@@ -99,6 +139,8 @@ class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
     score: float
     title: str
     source: str
+    key: str | None
+    metadata: dict[str, object]
 
 
 class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,9 @@
 Each shape of search is one statement, compiled once on first use: the
 builders are keyed by the leg(s) and by which optional filters are present,
 never by their values; ``k`` and the fusion depth are the ``:limit`` parameter.
+A metadata filter is JSON containment (``@>``) on the chunk's item, inside
+each leg, so a vector leg's iterative index scan goes on until it has ``k``
+chunks that pass.
 A hybrid search runs both legs in one statement (one round trip) and fuses
 them here.
 """
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
+import msgspec
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -27,6 +31,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from itinera.db.models import Embedding
 from itinera.db.models import KnowledgeItem as ItemRow
@@ -81,15 +86,7 @@ def reciprocal_rank_fusion(legs: Sequence[Sequence[SearchResult]], k: int) -> li
 
 
 def _rescored(result: SearchResult, score: float) -> SearchResult:
-    return SearchResult(
-        item_id=result.item_id,
-        chunk_id=result.chunk_id,
-        chunk_index=result.chunk_index,
-        chunk_text=result.chunk_text,
-        score=score,
-        title=result.title,
-        source=result.source,
-    )
+    return msgspec.structs.replace(result, score=score)
 
 
 # --- statements --------------------------------------------------------------------------
@@ -107,19 +104,25 @@ def _chunk_columns() -> tuple[Any, ...]:
     )
 
 
-def _filters(by_destination: bool) -> list[ColumnElement[bool]]:
-    if not by_destination:
-        return []
-    return [Embedding.destination_id == bindparam("destination_id")]
+def _filters(by_destination: bool, by_metadata: bool) -> list[ColumnElement[bool]]:
+    filters = []
+    if by_destination:
+        filters.append(Embedding.destination_id == bindparam("destination_id"))
+    if by_metadata:
+        contains = ItemRow.metadata_.contains(bindparam("metadata", type_=JSONB))
+        items = select(ItemRow.id).where(ItemRow.org_id == bindparam("org_id"), contains)
+        filters.append(Embedding.item_id.in_(items))
+    return filters
 
 
 def _with_items(chunks: Subquery, *extra: Any) -> Select[Any]:
-    return select(*extra, chunks, ItemRow.title, ItemRow.source).join(
+    columns = (ItemRow.title, ItemRow.source, ItemRow.key, ItemRow.metadata_.label("metadata"))
+    return select(*extra, chunks, *columns).join(
         ItemRow, and_(ItemRow.org_id == bindparam("org_id"), ItemRow.id == chunks.c.item_id)
     )
 
 
-def _nearest(by_destination: bool, by_model: bool) -> Subquery:
+def _nearest(by_destination: bool, by_model: bool, by_metadata: bool) -> Subquery:
     """The nearest chunks to ``:vector`` by cosine distance, in the index's shape.
 
     ORDER BY distance LIMIT n is what the HNSW index answers; iterative scans
@@ -128,7 +131,7 @@ def _nearest(by_destination: bool, by_model: bool) -> Subquery:
     distance = Embedding.embedding.cosine_distance(
         bindparam("vector", type_=Embedding.embedding.type)
     )
-    filters = _filters(by_destination)
+    filters = _filters(by_destination, by_metadata)
     if by_model:
         filters.append(Embedding.model == bindparam("model"))
     return (
@@ -140,7 +143,7 @@ def _nearest(by_destination: bool, by_model: bool) -> Subquery:
     )
 
 
-def _matching(query: TextQuery, by_destination: bool) -> Subquery:
+def _matching(query: TextQuery, by_destination: bool, by_metadata: bool) -> Subquery:
     """Chunks whose ``tsv`` matches ``:query``, ranked by ``ts_rank_cd``."""
     parse = func.websearch_to_tsquery if query == "websearch" else func.to_tsquery
     # A scalar subquery (an InitPlan) parses the query once per execution: in
@@ -150,7 +153,7 @@ def _matching(query: TextQuery, by_destination: bool) -> Subquery:
     rank = func.ts_rank_cd(Embedding.tsv, tsquery)
     return (
         select(*_chunk_columns(), rank.label("score"))
-        .where(_ORG, Embedding.tsv.bool_op("@@")(tsquery), *_filters(by_destination))
+        .where(_ORG, Embedding.tsv.bool_op("@@")(tsquery), *_filters(by_destination, by_metadata))
         .order_by(rank.desc(), Embedding.id)
         .limit(_LIMIT)
         .subquery("matching")
@@ -158,10 +161,10 @@ def _matching(query: TextQuery, by_destination: bool) -> Subquery:
 
 
 def _vector_leg(
-    by_destination: bool, by_model: bool, by_similarity: bool, *, ranked: bool
+    by_destination: bool, by_model: bool, by_similarity: bool, by_metadata: bool, *, ranked: bool
 ) -> Select[Any]:
     """The vector leg: best first, or (``ranked``) with its leg number and ranks."""
-    nearest = _nearest(by_destination, by_model)
+    nearest = _nearest(by_destination, by_model, by_metadata)
     order = (nearest.c.score.desc(),)
     statement = _with_items(nearest, *_rank_columns(0, order, ranked))
     if by_similarity:
@@ -170,8 +173,10 @@ def _vector_leg(
     return statement if ranked else statement.order_by(*order)
 
 
-def _text_leg(query: TextQuery, by_destination: bool, *, ranked: bool) -> Select[Any]:
-    matching = _matching(query, by_destination)
+def _text_leg(
+    query: TextQuery, by_destination: bool, by_metadata: bool, *, ranked: bool
+) -> Select[Any]:
+    matching = _matching(query, by_destination, by_metadata)
     order = (matching.c.score.desc(), matching.c.chunk_id)
     statement = _with_items(matching, *_rank_columns(1, order, ranked))
     return statement if ranked else statement.order_by(*order)
@@ -184,22 +189,26 @@ def _rank_columns(leg: int, order: tuple[Any, ...], ranked: bool) -> tuple[Any, 
 
 
 @functools.cache
-def by_vector_statement(by_destination: bool, by_model: bool, by_similarity: bool) -> Prepared:
-    return Prepared(_vector_leg(by_destination, by_model, by_similarity, ranked=False))
+def by_vector_statement(
+    by_destination: bool, by_model: bool, by_similarity: bool, by_metadata: bool
+) -> Prepared:
+    return Prepared(_vector_leg(by_destination, by_model, by_similarity, by_metadata, ranked=False))
 
 
 @functools.cache
-def by_text_statement(query: TextQuery, by_destination: bool) -> Prepared:
-    return Prepared(_text_leg(query, by_destination, ranked=False))
+def by_text_statement(query: TextQuery, by_destination: bool, by_metadata: bool) -> Prepared:
+    return Prepared(_text_leg(query, by_destination, by_metadata, ranked=False))
 
 
 @functools.cache
-def hybrid_statement(by_destination: bool, by_model: bool, by_similarity: bool) -> Prepared:
+def hybrid_statement(
+    by_destination: bool, by_model: bool, by_similarity: bool, by_metadata: bool
+) -> Prepared:
     """Both legs in one statement, each at ``:limit`` (the fusion depth) and in its own
     order: the rows of leg 0 (vector) by rank, then those of leg 1 (text)."""
     legs = union_all(
-        _vector_leg(by_destination, by_model, by_similarity, ranked=True),
-        _text_leg("websearch", by_destination, ranked=True),
+        _vector_leg(by_destination, by_model, by_similarity, by_metadata, ranked=True),
+        _text_leg("websearch", by_destination, by_metadata, ranked=True),
     )
     return Prepared(legs.order_by("leg", "rank"))
 
@@ -215,7 +224,7 @@ class KnowledgeSearch(TenantRepository):
         # Refuse too many terms before anything runs.
         query_text = None if request.query_text is None else distinct_websearch(request.query_text)
         if query_text is not None and request.query_vector is None:
-            return await self.by_text(query_text, request.k, request.destination_id)
+            return await self.by_text(query_text, request)
         # The HNSW knobs travel in the transaction's opening message: no round
         # trip of their own when this is the request's first statement.
         await self.uow.use_settings(hnsw_settings(request.k))
@@ -236,22 +245,27 @@ class KnowledgeSearch(TenantRepository):
             request.destination_id is not None,
             request.model is not None,
             request.min_similarity is not None,
+            request.metadata is not None,
         )
         rows = await self.all(statement, limit=limit, **self._vector_params(request))
         return [_result(row) for row in rows]
 
-    async def by_text(
-        self, query_text: str, limit: int, destination_id: uuid.UUID | None = None
-    ) -> list[SearchResult]:
+    async def by_text(self, query_text: str, request: SearchRequest) -> list[SearchResult]:
         """Chunks matching ``websearch_to_tsquery``, ranked by ``ts_rank_cd``.
 
         ``query_text`` is what :func:`distinct_websearch` made of the request's.
         """
         if not query_text:
             return []
-        statement = by_text_statement("websearch", destination_id is not None)
+        statement = by_text_statement(
+            "websearch", request.destination_id is not None, request.metadata is not None
+        )
         rows = await self.all(
-            statement, query=query_text, limit=limit, destination_id=destination_id
+            statement,
+            query=query_text,
+            limit=request.k,
+            destination_id=request.destination_id,
+            metadata=request.metadata,
         )
         return [_result(row) for row in rows]
 
@@ -268,7 +282,7 @@ class KnowledgeSearch(TenantRepository):
             return []
         # Words are letters and digits only, so they cannot spell tsquery syntax.
         rows = await self.all(
-            by_text_statement("any_word", False), query=" | ".join(found), limit=limit
+            by_text_statement("any_word", False, False), query=" | ".join(found), limit=limit
         )
         return [_result(row) for row in rows]
 
@@ -277,6 +291,7 @@ class KnowledgeSearch(TenantRepository):
             request.destination_id is not None,
             request.model is not None,
             request.min_similarity is not None,
+            request.metadata is not None,
         )
         rows = await self.all(
             statement,
@@ -296,6 +311,7 @@ class KnowledgeSearch(TenantRepository):
             # At unit length, as stored: a list of floats, sent in pgvector's binary form.
             "vector": unit(request.query_vector),
             "destination_id": request.destination_id,
+            "metadata": request.metadata,
             "model": request.model,
             "min_similarity": request.min_similarity,
         }
