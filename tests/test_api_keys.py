@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from itinera.db.models import ApiKey
 from itinera.settings import Settings
+from tests.support.app import running_app
 from tests.support.http import assert_problem
+from tests.support.rate_limits import limited, unique_address
 from tests.support.tenants import Account, Tenant, add_user
 
 TRIP = {"title": "Red Sea", "start_date": "2027-01-01", "end_date": "2027-01-08"}
@@ -261,3 +263,25 @@ async def test_a_remembered_key_costs_the_round_trips_of_an_access_token(
     # Resolving the key once: open (tenant set), look up, roll back.
     assert first_use == with_token + 3
     assert steady == with_token
+
+
+async def test_guessing_keys_from_one_address_runs_dry_at_the_auth_ip_bucket(
+    settings: Settings, tenant: Tenant
+) -> None:
+    guessing = limited(settings, auth_ip=3).replace(trusted_proxies=("127.0.0.1/32",))
+    address = {"X-Forwarded-For": unique_address()}
+    async with running_app(guessing) as client:
+        answers = []
+        for _ in range(5):
+            guess = f"itk_{tenant.org_id}.{uuid.uuid4().hex}{uuid.uuid4().hex[:11]}"
+            response = await client.get("/v1/me", headers={**bearer(guess), **address})
+            answers.append(response.status_code)
+        # Each unknown key costs a database lookup, so each takes a token of the address.
+        assert answers == [401, 401, 401, 429, 429]
+        refused = await client.get("/v1/me", headers={**bearer(guess), **address})
+        assert refused.json()["violated-policies"] == ["auth-ip"]
+        # Another address is not held back by this one's guesses.
+        other = await client.get(
+            "/v1/me", headers={**bearer(guess), "X-Forwarded-For": unique_address()}
+        )
+        assert other.status_code == 401

@@ -110,5 +110,11 @@ def login_buckets(scope: Scope) -> list[Bucket]:
     ]
 
 
+def key_lookup_bucket(scope: Scope) -> Bucket:
+    """An API key not seen before costs a database lookup: like a login attempt, it
+    takes from its address's ``auth-ip`` bucket, so guessing keys is bounded too."""
+    return "auth-ip", bucket_key(f"ip:{client_ip(scope)}", "auth-ip:login")
+
+
 def refresh_bucket(scope: Scope) -> Bucket:
     return "auth", bucket_key(f"ip:{client_ip(scope)}", "auth:refresh")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
+from itinera.buckets import key_lookup_bucket
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.domain.api_keys.repository import ApiKeyRepository
-from itinera.errors import AuthenticationError
+from itinera.errors import AuthenticationError, RateLimitedError, UnavailableError
 from itinera.http import error_response
 from itinera.security.principal import Principal, Role
 from itinera.security.tokens import api_key_org, is_api_key, token_hash
@@ -62,6 +65,9 @@ class AuthMiddleware:
             invalid = AuthenticationError(exc.detail, reason="invalid_token")
             await error_response(invalid)(scope, receive, send)
             return
+        except (RateLimitedError, UnavailableError) as exc:
+            await error_response(exc)(scope, receive, send)
+            return
         scope[request_scope.PRINCIPAL] = principal
         await self.app(scope, receive, send)
 
@@ -80,6 +86,7 @@ async def _api_key_principal(scope: Scope, key: str) -> Principal:
     remembered = resources.api_keys.recall(key_hash)
     if remembered is not None:
         return remembered
+    await _charge_the_address(scope)
     db = resources.db
     uow = UnitOfWork(
         db.app_engine,
@@ -101,3 +108,31 @@ async def _api_key_principal(scope: Scope, key: str) -> Principal:
     principal = Principal(user_id, org_id, cast(Role, role), api_key_hash=key_hash)
     resources.api_keys.remember(principal)
     return principal
+
+
+async def _charge_the_address(scope: Scope) -> None:
+    """Take a token from the client address's ``auth-ip`` bucket before a key lookup.
+
+    Redis unreachable: the limiter's own rule applies (through, or 503 when
+    rate limits fail closed).
+    """
+    resources = request_scope.resources(scope)
+    limiter = resources.limiter
+    name, key = key_lookup_bucket(scope)
+    try:
+        async with asyncio.timeout(limiter.timeout_seconds):
+            decision = await limiter.take(
+                [(limiter.policies[name], key)], request_scope.round_trips(scope)
+            )
+    except (RedisError, OSError, TimeoutError) as exc:
+        if limiter.fail_open:
+            return
+        raise UnavailableError("rate limits cannot be checked right now") from exc
+    resources.metrics.rate_limit_decision(name, "allowed" if decision.allowed else "denied")
+    if not decision.allowed:
+        raise RateLimitedError(
+            [bucket.policy for bucket in decision.violated],
+            decision.retry_after,
+            quota_policy=decision.policy_header,
+            quota_state=decision.state_header,
+        )
