@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import asyncpg
+from sqlalchemy import ColumnElement, Select, bindparam
+from sqlalchemy.orm import InstrumentedAttribute
 
 from itinera.db.errors import domain_error
 from itinera.db.prepared import Prepared
@@ -49,6 +51,24 @@ def _translated(errors: ErrorText) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+def paged(
+    statement: Select[Any],
+    key: ColumnElement[Any] | InstrumentedAttribute[Any],
+    *,
+    after: bool,
+    newest_first: bool = True,
+) -> Prepared:
+    """A list's page statement, compiled once: in ``key`` order (newest first unless
+    told otherwise), continuing past ``:after`` when ``after``, ``:limit`` rows (see
+    :meth:`Repository.page`)."""
+    if after:
+        statement = statement.where(
+            key < bindparam("after") if newest_first else key > bindparam("after")
+        )
+    order = key.desc() if newest_first else key.asc()
+    return Prepared(statement.order_by(order).limit(bindparam("limit")))
 
 
 class Repository:

@@ -182,29 +182,30 @@ class UnitOfWork:
             self._opening_settings.update(settings)
 
     async def fetch(self, sql: str, arguments: Sequence[Any]) -> list[asyncpg.Record]:
-        driver = await self.driver()
-        self.round_trips.database += 1
+        driver = await self._for_one_round_trip()
         return list(await driver.fetch(sql, *arguments))
 
     async def fetchrow(self, sql: str, arguments: Sequence[Any]) -> asyncpg.Record | None:
-        driver = await self.driver()
-        self.round_trips.database += 1
+        driver = await self._for_one_round_trip()
         return await driver.fetchrow(sql, *arguments)
 
     async def fetchval(self, sql: str, arguments: Sequence[Any]) -> Any:
-        driver = await self.driver()
-        self.round_trips.database += 1
+        driver = await self._for_one_round_trip()
         return await driver.fetchval(sql, *arguments)
 
     async def execute(self, sql: str, arguments: Sequence[Any]) -> str:
+        driver = await self._for_one_round_trip()
+        return str(await driver.execute(sql, *arguments))
+
+    async def _for_one_round_trip(self) -> asyncpg.Connection:
+        """The driver inside the transaction, counting the round trip about to be made."""
         driver = await self.driver()
         self.round_trips.database += 1
-        return str(await driver.execute(sql, *arguments))
+        return driver
 
     async def apply_settings(self, settings: Mapping[str, str]) -> None:
         """Set more transaction-local settings (search's HNSW knobs, a late tenant)."""
-        driver = await self.driver()
-        self.round_trips.database += 1
+        driver = await self._for_one_round_trip()
         names = list(settings)
         columns = ", ".join(
             f"set_config(${2 * n + 1}, ${2 * n + 2}, true)" for n in range(len(names))
@@ -214,8 +215,7 @@ class UnitOfWork:
         )
 
     async def rollback_to_savepoint(self, name: str) -> None:
-        driver = await self.driver()
-        self.round_trips.database += 1
+        driver = await self._for_one_round_trip()
         await driver.execute(f"ROLLBACK TO SAVEPOINT {name}")
 
     async def commit(self) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import cast
 
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
@@ -14,6 +12,7 @@ from itinera.db.unit_of_work import UnitOfWork
 from itinera.domain.api_keys.repository import ApiKeyRepository
 from itinera.errors import AuthenticationError, RateLimitedError, UnavailableError
 from itinera.http import error_response
+from itinera.middleware.rate_limit import take_tokens
 from itinera.security.principal import Principal, Role
 from itinera.security.tokens import api_key_org, is_api_key, token_hash
 
@@ -86,7 +85,8 @@ async def _api_key_principal(scope: Scope, key: str) -> Principal:
     remembered = resources.api_keys.recall(key_hash)
     if remembered is not None:
         return remembered
-    await _charge_the_address(scope)
+    # Like a login attempt, a lookup takes from the address's auth-ip bucket.
+    await take_tokens(scope, [key_lookup_bucket(scope)])
     db = resources.db
     uow = UnitOfWork(
         db.app_engine,
@@ -108,31 +108,3 @@ async def _api_key_principal(scope: Scope, key: str) -> Principal:
     principal = Principal(user_id, org_id, cast(Role, role), api_key_hash=key_hash)
     resources.api_keys.remember(principal)
     return principal
-
-
-async def _charge_the_address(scope: Scope) -> None:
-    """Take a token from the client address's ``auth-ip`` bucket before a key lookup.
-
-    Redis unreachable: the limiter's own rule applies (through, or 503 when
-    rate limits fail closed).
-    """
-    resources = request_scope.resources(scope)
-    limiter = resources.limiter
-    name, key = key_lookup_bucket(scope)
-    try:
-        async with asyncio.timeout(limiter.timeout_seconds):
-            decision = await limiter.take(
-                [(limiter.policies[name], key)], request_scope.round_trips(scope)
-            )
-    except (RedisError, OSError, TimeoutError) as exc:
-        if limiter.fail_open:
-            return
-        raise UnavailableError("rate limits cannot be checked right now") from exc
-    resources.metrics.rate_limit_decision(name, "allowed" if decision.allowed else "denied")
-    if not decision.allowed:
-        raise RateLimitedError(
-            [bucket.policy for bucket in decision.violated],
-            decision.retry_after,
-            quota_policy=decision.policy_header,
-            quota_state=decision.state_header,
-        )

@@ -13,7 +13,7 @@ from itinera import scope as request_scope
 from itinera.errors import RateLimitedError, UnavailableError
 from itinera.http import error_response
 from itinera.metrics import Metrics
-from itinera.ratelimit import BucketRule, Decision
+from itinera.ratelimit import Bucket, BucketRule, Decision
 
 log = logging.getLogger(__name__)
 
@@ -24,42 +24,14 @@ class RateLimitMiddleware:
         self.rule = rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        resources = request_scope.resources(scope)
-        limiter = resources.limiter
         chosen = self.rule(scope)
-        buckets = [
-            (limiter.policies[name], key)
-            for name, key in (chosen if isinstance(chosen, list) else [chosen])
-        ]
         try:
-            # asyncio's own timeout: this runs on every request, and anyio's
-            # cancel scope costs several times as much.
-            async with asyncio.timeout(limiter.timeout_seconds):
-                decision = await limiter.take(buckets, request_scope.round_trips(scope))
-        except (RedisError, OSError, TimeoutError) as exc:
-            for policy, _ in buckets:
-                resources.metrics.rate_limit_decision(policy.name, "unavailable")
-            if limiter.outage_warnings.should_warn(time.monotonic()):
-                log.warning(
-                    "rate limits unavailable (%s); failing %s",
-                    type(exc).__name__,
-                    "open" if limiter.fail_open else "closed",
-                )
-            if limiter.fail_open:
-                await self.app(scope, receive, send)
-                return
-            unchecked = UnavailableError("rate limits cannot be checked right now")
-            await error_response(unchecked)(scope, receive, send)
+            decision = await take_tokens(scope, chosen if isinstance(chosen, list) else [chosen])
+        except (RateLimitedError, UnavailableError) as exc:
+            await error_response(exc)(scope, receive, send)
             return
-        _count_decision(resources.metrics, decision)
-        if not decision.allowed:
-            refusal = RateLimitedError(
-                [bucket.policy for bucket in decision.violated],
-                decision.retry_after,
-                quota_policy=decision.policy_header,
-                quota_state=decision.state_header,
-            )
-            await error_response(refusal)(scope, receive, send)
+        if decision is None:  # Redis is out of reach and the limits fail open
+            await self.app(scope, receive, send)
             return
         fields = [
             (b"ratelimit-policy", decision.policy_header.encode()),
@@ -72,6 +44,44 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_rate_limit_fields)
+
+
+async def take_tokens(scope: Scope, chosen: list[Bucket]) -> Decision | None:
+    """A token from every bucket of ``chosen`` (policy name, key), counted and logged.
+
+    Raises ``RateLimitedError`` when a bucket is empty, and ``UnavailableError``
+    when Redis cannot answer and limits fail closed; None when it cannot answer
+    and they fail open.
+    """
+    resources = request_scope.resources(scope)
+    limiter = resources.limiter
+    buckets = [(limiter.policies[name], key) for name, key in chosen]
+    try:
+        # asyncio's own timeout: this runs on every request, and anyio's
+        # cancel scope costs several times as much.
+        async with asyncio.timeout(limiter.timeout_seconds):
+            decision = await limiter.take(buckets, request_scope.round_trips(scope))
+    except (RedisError, OSError, TimeoutError) as exc:
+        for policy, _ in buckets:
+            resources.metrics.rate_limit_decision(policy.name, "unavailable")
+        if limiter.outage_warnings.should_warn(time.monotonic()):
+            log.warning(
+                "rate limits unavailable (%s); failing %s",
+                type(exc).__name__,
+                "open" if limiter.fail_open else "closed",
+            )
+        if limiter.fail_open:
+            return None
+        raise UnavailableError("rate limits cannot be checked right now") from exc
+    _count_decision(resources.metrics, decision)
+    if not decision.allowed:
+        raise RateLimitedError(
+            [bucket.policy for bucket in decision.violated],
+            decision.retry_after,
+            quota_policy=decision.policy_header,
+            quota_state=decision.state_header,
+        )
+    return decision
 
 
 def _count_decision(metrics: Metrics, decision: Decision) -> None:

@@ -40,7 +40,7 @@ from itinera.db.models import AgentRun as AgentRunRow
 from itinera.db.models import AgentToolCall as ToolCallRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import ErrorText, TenantRepository
+from itinera.db.repository import ErrorText, TenantRepository, paged
 from itinera.domain.agent_runs.schemas import AgentRun, Checkpoint, ToolCall
 from itinera.errors import ConflictError, InvalidInputError, NotFoundError
 
@@ -113,9 +113,7 @@ def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
         statement = statement.where(AgentRunRow.created_by == bindparam("created_by"))
     if by_status:
         statement = statement.where(AgentRunRow.status == bindparam("status"))
-    if after:
-        statement = statement.where(AgentRunRow.id < bindparam("after"))
-    return Prepared(statement.order_by(AgentRunRow.id.desc()).limit(bindparam("limit")))
+    return paged(statement, AgentRunRow.id, after=after)
 
 
 def _take_number() -> CTE:
@@ -171,9 +169,7 @@ def _children(
     statement = select(*columns).where(
         model.org_id == bindparam("org_id"), model.run_id == bindparam("run_id")
     )
-    if after:
-        statement = statement.where(number > bindparam("after"))
-    return Prepared(statement.order_by(number.asc()).limit(bindparam("limit")))
+    return paged(statement, number, after=after, newest_first=False)
 
 
 @functools.cache

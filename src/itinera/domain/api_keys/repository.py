@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from itinera.db.models import ApiKey as ApiKeyRow
 from itinera.db.models import AppUser, new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import ErrorText, TenantRepository
+from itinera.db.repository import ErrorText, TenantRepository, paged
 from itinera.domain.api_keys.schemas import ApiKey
 
 _COLUMNS = tuple(ApiKeyRow.__table__.c[name] for name in ApiKey.__struct_fields__)
@@ -64,9 +64,7 @@ def _list(by_user: bool, after: bool) -> Prepared:
     statement = select(*_COLUMNS).where(_ORG)
     if by_user:
         statement = statement.where(ApiKeyRow.user_id == bindparam("user_id"))
-    if after:
-        statement = statement.where(ApiKeyRow.id < bindparam("after"))
-    return Prepared(statement.order_by(ApiKeyRow.id.desc()).limit(bindparam("limit")))
+    return paged(statement, ApiKeyRow.id, after=after)
 
 
 def _api_key(row: asyncpg.Record) -> ApiKey:

@@ -17,7 +17,7 @@ from itinera.db.models import ChatMessage as MessageRow
 from itinera.db.models import ChatSession as SessionRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import TenantRepository
+from itinera.db.repository import TenantRepository, paged
 from itinera.domain.chat.schemas import ChatMessage, ChatSession
 from itinera.errors import NotFoundError
 
@@ -85,9 +85,7 @@ def _list_sessions(by_creator: bool, after: bool) -> Prepared:
     statement = select(*SESSION_COLUMNS).where(_ORG, _LIVE)
     if by_creator:
         statement = statement.where(SessionRow.created_by == bindparam("created_by"))
-    if after:
-        statement = statement.where(SessionRow.id < bindparam("after"))
-    return Prepared(statement.order_by(SessionRow.id.desc()).limit(bindparam("limit")))
+    return paged(statement, SessionRow.id, after=after)
 
 
 @functools.cache
@@ -95,9 +93,7 @@ def _list_messages(after: bool) -> Prepared:
     statement = select(*MESSAGE_COLUMNS).where(
         MessageRow.org_id == bindparam("org_id"), MessageRow.session_id == bindparam("session_id")
     )
-    if after:
-        statement = statement.where(MessageRow.id > bindparam("after"))
-    return Prepared(statement.order_by(MessageRow.id.asc()).limit(bindparam("limit")))
+    return paged(statement, MessageRow.id, after=after, newest_first=False)
 
 
 class ChatRepository(TenantRepository):

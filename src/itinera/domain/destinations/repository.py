@@ -18,7 +18,7 @@ from itinera.db.models import Destination as DestinationRow
 from itinera.db.models import DiveSite as DiveSiteRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import ErrorText, TenantRepository
+from itinera.db.repository import ErrorText, TenantRepository, paged
 from itinera.domain.destinations.schemas import Destination, DiveSite
 from itinera.errors import NotFoundError
 
@@ -114,9 +114,7 @@ def _update_destination(fields: frozenset[str]) -> Prepared:
 @functools.cache
 def _list_destinations(after: bool) -> Prepared:
     statement = select(*DESTINATION_COLUMNS).where(_DESTINATION_ORG)
-    if after:
-        statement = statement.where(DESTINATIONS.c.id < bindparam("after"))
-    return Prepared(statement.order_by(DESTINATIONS.c.id.desc()).limit(bindparam("limit")))
+    return paged(statement, DESTINATIONS.c.id, after=after)
 
 
 @functools.cache
@@ -139,9 +137,7 @@ def _list_dive_sites(after: bool) -> Prepared:
     statement = select(*DIVE_SITE_COLUMNS).where(
         _DIVE_SITE_ORG, DIVE_SITES.c.destination_id == bindparam("destination_id")
     )
-    if after:
-        statement = statement.where(DIVE_SITES.c.id < bindparam("after"))
-    return Prepared(statement.order_by(DIVE_SITES.c.id.desc()).limit(bindparam("limit")))
+    return paged(statement, DIVE_SITES.c.id, after=after)
 
 
 def _destination(row: asyncpg.Record) -> Destination:

@@ -17,7 +17,7 @@ from sqlalchemy import ARRAY, Integer, bindparam, delete, exists, func, insert, 
 from itinera.db.models import Itinerary as ItineraryRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import ErrorText, TenantRepository
+from itinera.db.repository import ErrorText, TenantRepository, paged
 from itinera.domain.itineraries.schemas import Itinerary, ItineraryCreate
 from itinera.errors import NotFoundError, StaleVersionError
 
@@ -75,9 +75,7 @@ def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
         statement = statement.where(ItineraryRow.created_by == bindparam("created_by"))
     if by_status:
         statement = statement.where(ItineraryRow.status == bindparam("status"))
-    if after:
-        statement = statement.where(ItineraryRow.id < bindparam("after"))
-    return Prepared(statement.order_by(ItineraryRow.id.desc()).limit(bindparam("limit")))
+    return paged(statement, ItineraryRow.id, after=after)
 
 
 def _storable(versions: Collection[int]) -> list[int]:

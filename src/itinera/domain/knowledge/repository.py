@@ -48,7 +48,7 @@ from sqlalchemy.types import UserDefinedType
 from itinera.db.models import Embedding, new_id
 from itinera.db.models import KnowledgeItem as ItemRow
 from itinera.db.prepared import Prepared
-from itinera.db.repository import TenantRepository
+from itinera.db.repository import TenantRepository, paged
 from itinera.domain.knowledge.schemas import (
     Chunk,
     ChunkIn,
@@ -236,9 +236,7 @@ def _list(by_source: bool, by_destination: bool, by_key: bool, after: bool) -> P
         statement = statement.where(ItemRow.destination_id == bindparam("destination_id"))
     if by_key:
         statement = statement.where(ItemRow.key == bindparam("key"))
-    if after:
-        statement = statement.where(ItemRow.id < bindparam("after"))
-    return Prepared(statement.order_by(ItemRow.id.desc()).limit(bindparam("limit")))
+    return paged(statement, ItemRow.id, after=after)
 
 
 # The item and its chunks when the content is new; no row when the org has it already.

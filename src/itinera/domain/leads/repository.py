@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from itinera.db.models import Lead as LeadRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import TenantRepository
+from itinera.db.repository import TenantRepository, paged
 from itinera.domain.leads.schemas import Lead
 
 # Declarative types __table__ as a FromClause; an upsert needs the Table itself.
@@ -65,9 +65,7 @@ def _list(by_source: bool, by_email: bool, after: bool) -> Prepared:
     if by_email:
         # The same expression as the unique index, so the index serves it.
         statement = statement.where(func.lower(LEADS.c.email) == bindparam("email", type_=String()))
-    if after:
-        statement = statement.where(LEADS.c.id < bindparam("after"))
-    return Prepared(statement.order_by(LEADS.c.id.desc()).limit(bindparam("limit")))
+    return paged(statement, LEADS.c.id, after=after)
 
 
 def _lead(row: asyncpg.Record) -> Lead:

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from itinera.db.models import AppUser, new_id
 from itinera.db.prepared import Prepared
-from itinera.db.repository import ErrorText, TenantRepository
+from itinera.db.repository import ErrorText, TenantRepository, paged
 from itinera.domain.users.schemas import User
 
 _COLUMNS = tuple(AppUser.__table__.c[name] for name in User.__struct_fields__)
@@ -63,9 +63,7 @@ def _update(fields: frozenset[str]) -> Prepared:
 @functools.cache
 def _list(after: bool) -> Prepared:
     statement = select(*_COLUMNS).where(_ORG)
-    if after:
-        statement = statement.where(AppUser.id < bindparam("after"))
-    return Prepared(statement.order_by(AppUser.id.desc()).limit(bindparam("limit")))
+    return paged(statement, AppUser.id, after=after)
 
 
 class UserCredentials(User, frozen=True, kw_only=True):
