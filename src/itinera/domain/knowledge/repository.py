@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 
 import asyncpg
-from pgvector import Vector
+from pgvector.utils import Vector
 from sqlalchemy import (
     ARRAY,
     Boolean,

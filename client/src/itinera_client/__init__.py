@@ -1,0 +1,1 @@
+"""The Itinera API from Python."""

@@ -1,0 +1,1 @@
+"""The wire types of the Itinera API, shared by the service and the client."""
