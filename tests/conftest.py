@@ -30,6 +30,9 @@ from tests.support.servers import (
 )
 from tests.support.tenants import Tenant, make_tenant
 
+# `live_service` and friends: a live `itinera serve` for the client and its adapters.
+pytest_plugins = ["tests.support.live_service"]
+
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[tuple[PostgresServer, str]]:
@@ -85,6 +88,7 @@ def settings(database: ScratchDatabase, redis_url: str) -> Settings:
         rate_limit_crud_per_minute=100_000,
         rate_limit_auth_per_minute=100_000,
         rate_limit_auth_ip_per_minute=100_000,
+        rate_limit_state_per_minute=100_000,
     )
 
 

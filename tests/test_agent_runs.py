@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.http import assert_problem, with_key
 from tests.support.tenants import Account, Tenant
@@ -558,6 +560,7 @@ RUN_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/checkpoints", None),
     ("POST", "/checkpoints", {"state": {}}),
     ("GET", "/checkpoints/latest", None),
+    ("DELETE", "", None),
 ]
 
 
@@ -696,3 +699,273 @@ async def test_undecodable_hostile_bodies_are_400(
     headers = with_key(tenant.member, **{"Content-Type": "application/json"})
     response = await client.post("/v1/agent-runs", content=raw, headers=headers)
     assert_problem(response, 400, "/problems/malformed")
+
+
+# --- deleting, one checkpoint, threads -----------------------------------------------------
+
+
+def run_id(url: str) -> uuid.UUID:
+    return uuid.UUID(url.rsplit("/", 1)[1])
+
+
+async def rows_of(engine: AsyncEngine, run: uuid.UUID) -> dict[str, int]:
+    """The rows a run has in each of its tables, counted as the owner (no tenant filter)."""
+    counts = {}
+    async with engine.connect() as conn:
+        for table, column in (
+            ("agent_run", "id"),
+            ("agent_tool_call", "run_id"),
+            ("agent_checkpoint", "run_id"),
+        ):
+            query = text(f"SELECT count(*) FROM {table} WHERE {column} = :run")
+            counts[table] = (await conn.execute(query, {"run": run})).scalar_one()
+    return counts
+
+
+async def with_children(client: httpx.AsyncClient, account: Account) -> str:
+    """A running run with two tool calls and two checkpoints, the second the first's child."""
+    url = await new_run(client, account, "running")
+    await add_tool_call(client, account, url)
+    first = (await add_checkpoint(client, account, url)).json()
+    await add_tool_call(client, account, url)
+    assert (await add_checkpoint(client, account, url, parent_id=first["id"])).status_code == 201
+    return url
+
+
+async def test_deleting_a_run_deletes_its_tool_calls_and_checkpoints(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await with_children(client, tenant.member)
+    sibling = await with_children(client, tenant.member)
+    assert await rows_of(owner_engine, run_id(url)) == {
+        "agent_run": 1,
+        "agent_tool_call": 2,
+        "agent_checkpoint": 2,
+    }
+    response = await client.delete(url, headers=tenant.admin.headers)
+    assert (response.status_code, response.content) == (204, b"")
+    assert response.headers["ratelimit-policy"].startswith('"crud";')
+    assert await rows_of(owner_engine, run_id(url)) == {
+        "agent_run": 0,
+        "agent_tool_call": 0,
+        "agent_checkpoint": 0,
+    }
+    for suffix in ("", "/tool-log", "/checkpoints", "/checkpoints/latest"):
+        assert_problem(await client.get(f"{url}{suffix}", headers=tenant.member.headers), 404)
+    assert_problem(await client.delete(url, headers=tenant.admin.headers), 404)
+    assert await rows_of(owner_engine, run_id(sibling)) == {
+        "agent_run": 1,
+        "agent_tool_call": 2,
+        "agent_checkpoint": 2,
+    }
+    assert [r["id"] for r in await items(client, tenant.member, "/v1/agent-runs")] == [
+        str(run_id(sibling))
+    ]
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "succeeded", "cancelled"])
+async def test_a_run_is_deleted_whatever_its_status(
+    client: httpx.AsyncClient, tenant: Tenant, status: str
+) -> None:
+    url = await new_run(client, tenant.member, status)
+    assert (await client.delete(url, headers=tenant.member.headers)).status_code == 204
+    assert_problem(await client.get(url, headers=tenant.member.headers), 404)
+
+
+async def test_deleting_a_missing_run_is_404(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.delete(f"/v1/agent-runs/{uuid.uuid4()}", headers=tenant.member.headers)
+    assert_problem(response, 404, "/problems/not-found")
+
+
+async def test_a_retried_delete_replays_its_204(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await with_children(client, tenant.member)
+    headers = with_key(tenant.member)
+    first = await client.delete(url, headers=headers)
+    again = await client.delete(url, headers=headers)
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers["idempotent-replayed"] == "true"
+    assert_problem(await client.delete(url, headers=with_key(tenant.member)), 404)
+    assert (await rows_of(owner_engine, run_id(url)))["agent_run"] == 0
+
+
+async def test_a_deleted_run_leaves_the_itineraries_that_named_it(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = await new_run(client, tenant.member)
+    trip = {"title": "Red Sea", "start_date": "2027-03-01", "end_date": "2027-03-08"}
+    created = await client.post(
+        "/v1/itineraries",
+        json=trip | {"agent_run_id": str(run_id(url))},
+        headers=with_key(tenant.member),
+    )
+    assert created.status_code == 201, created.text
+    assert (await client.delete(url, headers=tenant.member.headers)).status_code == 204
+    kept = await client.get(created.headers["location"], headers=tenant.member.headers)
+    assert kept.status_code == 200
+    assert kept.json()["agent_run_id"] is None
+    assert kept.json()["title"] == "Red Sea"
+
+
+async def test_one_checkpoint_is_read_by_its_id(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = await with_children(client, tenant.member)
+    listed = await items(client, tenant.member, f"{url}/checkpoints")
+    for checkpoint in listed:
+        response = await client.get(
+            f"{url}/checkpoints/{checkpoint['id']}", headers=tenant.member.headers
+        )
+        assert response.status_code == 200
+        assert response.json() == checkpoint
+        assert response.headers["ratelimit-policy"].startswith('"crud";')
+    assert listed[1]["parent_id"] == listed[0]["id"]
+
+
+async def test_a_checkpoint_is_found_only_under_its_own_run(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    url = await with_children(client, tenant.member)
+    checkpoint = (await items(client, tenant.member, f"{url}/checkpoints"))[0]["id"]
+    sibling = await new_run(client, tenant.member, "running")
+    foreign = await with_children(client, other_tenant.member)
+    foreign_checkpoint = (await items(client, other_tenant.member, f"{foreign}/checkpoints"))[0]
+    missing_run = f"/v1/agent-runs/{uuid.uuid4()}"
+    for target, account in [
+        (f"{sibling}/checkpoints/{checkpoint}", tenant.member),
+        (f"{url}/checkpoints/{uuid.uuid4()}", tenant.member),
+        (f"{missing_run}/checkpoints/{checkpoint}", tenant.member),
+        (f"{url}/checkpoints/{checkpoint}", other_tenant.admin),
+        (f"{url}/checkpoints/{foreign_checkpoint['id']}", tenant.member),
+        (f"{foreign}/checkpoints/{foreign_checkpoint['id']}", tenant.member),
+    ]:
+        assert_problem(
+            await client.get(target, headers=account.headers), 404, "/problems/not-found"
+        )
+    malformed = await client.get(f"{url}/checkpoints/first", headers=tenant.member.headers)
+    assert_problem(malformed, 404)
+
+
+async def test_a_run_may_name_its_thread(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    thread = "support/ticket 4711 \u2014 Dahab"
+    created = await create(client, tenant.member, thread_id=thread)
+    assert created.status_code == 201
+    assert created.json()["thread_id"] == thread
+    url = created.headers["location"]
+    assert (await client.get(url, headers=tenant.member.headers)).json()["thread_id"] == thread
+    plain = (await create(client, tenant.member)).json()
+    assert plain["thread_id"] is None
+    moved = await client.patch(url, json={"thread_id": "t" * 255}, headers=tenant.member.headers)
+    assert moved.json()["thread_id"] == "t" * 255
+    cleared = await client.patch(url, json={"thread_id": None}, headers=tenant.member.headers)
+    assert cleared.json()["thread_id"] is None
+
+
+async def test_list_filters_by_thread_exactly_across_pages(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    thread = f"thread-{uuid.uuid4()}"
+    named = []
+    for n in range(5):
+        named.append((await create(client, tenant.member, thread_id=thread)).json()["id"])
+        await create(client, tenant.member, thread_id=f"{thread}-{n}")
+        await create(client, tenant.member, thread_id=thread.upper())
+    await create(client, other_tenant.member, thread_id=thread)
+    seen: list[str] = []
+    params = {"thread_id": thread, "limit": "2"}
+    for _ in range(3):
+        page = (
+            await client.get("/v1/agent-runs", params=params, headers=tenant.admin.headers)
+        ).json()
+        assert all(run["thread_id"] == thread for run in page["items"])
+        seen += [run["id"] for run in page["items"]]
+        params["cursor"] = page["next_cursor"]
+    assert seen == list(reversed(named))
+    assert page["next_cursor"] is None
+    by_all = await items(
+        client,
+        tenant.admin,
+        "/v1/agent-runs",
+        thread_id=thread,
+        status="queued",
+        user_id=str(tenant.member.user_id),
+    )
+    assert [r["id"] for r in by_all] == list(reversed(named))
+    assert await items(client, tenant.admin, "/v1/agent-runs", thread_id="elsewhere") == []
+
+
+async def test_a_cursor_never_lets_unfiltered_rows_into_a_filtered_page(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The cursor is a position only: a filter added or changed mid-listing applies
+    to every later page."""
+    thread = f"thread-{uuid.uuid4()}"
+    made = [
+        (await create(client, tenant.member, thread_id=thread if n % 2 else None)).json()["id"]
+        for n in range(6)
+    ]
+    first = await client.get("/v1/agent-runs", params={"limit": "2"}, headers=tenant.member.headers)
+    assert [r["id"] for r in first.json()["items"]] == [made[5], made[4]]
+    params = {"limit": "10", "cursor": first.json()["next_cursor"], "thread_id": thread}
+    rest = await items(client, tenant.member, "/v1/agent-runs", **params)
+    assert [r["id"] for r in rest] == [made[3], made[1]]
+
+
+@pytest.mark.parametrize("thread_id", ["", "t" * 256, 7, "a\u0000b"])
+async def test_an_invalid_thread_name_is_422(
+    client: httpx.AsyncClient, tenant: Tenant, thread_id: Any
+) -> None:
+    body = assert_problem(
+        await create(client, tenant.member, thread_id=thread_id), 422, "/problems/validation"
+    )
+    assert body["errors"][0]["pointer"] == "/thread_id"
+    url = await new_run(client, tenant.member)
+    patched = await client.patch(url, json={"thread_id": thread_id}, headers=tenant.member.headers)
+    assert assert_problem(patched, 422)["errors"][0]["pointer"] == "/thread_id"
+    assert [r["thread_id"] for r in await items(client, tenant.member, "/v1/agent-runs")] == [None]
+
+
+@pytest.mark.parametrize("value", ["", "t" * 256, "a\x00b"])
+async def test_an_invalid_thread_filter_is_422(
+    client: httpx.AsyncClient, tenant: Tenant, value: str
+) -> None:
+    response = await client.get(
+        "/v1/agent-runs", params={"thread_id": value}, headers=tenant.member.headers
+    )
+    body = assert_problem(response, 422, "/problems/validation")
+    assert body["errors"][0]["parameter"] == "thread_id"
+
+
+async def save_thread_checkpoint(client: httpx.AsyncClient, account: Account, thread: str) -> None:
+    body = {"thread_id": thread, "checkpoint_id": "1", "type": "msgpack", "checkpoint": "eA=="}
+    response = await client.post("/v1/threads/checkpoints", json=body, headers=account.headers)
+    assert response.status_code == 201, response.text
+
+
+async def test_threads_and_runs_outlive_each_other(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    thread = f"thread-{uuid.uuid4()}"
+    await save_thread_checkpoint(client, tenant.member, thread)
+    first = (await create(client, tenant.member, thread_id=thread)).headers["location"]
+    second = (await create(client, tenant.member, thread_id=thread)).headers["location"]
+    assert (await client.delete(first, headers=tenant.member.headers)).status_code == 204
+    saved = await client.get(
+        "/v1/threads/checkpoint", params={"thread_id": thread}, headers=tenant.member.headers
+    )
+    assert saved.status_code == 200, saved.text
+    gone = await client.delete(
+        "/v1/threads", params={"thread_id": thread}, headers=tenant.member.headers
+    )
+    assert gone.status_code == 204
+    run = await client.get(second, headers=tenant.member.headers)
+    assert (run.status_code, run.json()["thread_id"]) == (200, thread)
+    listed = await items(client, tenant.member, "/v1/agent-runs", thread_id=thread)
+    assert [r["id"] for r in listed] == [run.json()["id"]]
+
+
+async def test_a_run_may_name_a_thread_that_does_not_exist(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await create(client, tenant.member, thread_id=f"not-yet-{uuid.uuid4()}")
+    assert created.status_code == 201

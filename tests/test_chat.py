@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support.http import assert_problem
+from tests.support.http import assert_problem, with_key
 from tests.support.tenants import Account, Tenant
 
 DIVER = {"certification": "AOW", "logged_dives": 48}
@@ -374,6 +375,7 @@ async def test_every_chat_route_needs_a_token(client: httpx.AsyncClient, tenant:
         ("GET", "/v1/chat/sessions"),
         ("POST", "/v1/chat/sessions"),
         ("GET", url),
+        ("DELETE", url),
         ("GET", f"{url}/messages"),
         ("POST", f"{url}/messages"),
     ]:
@@ -468,3 +470,140 @@ async def test_a_user_message_is_two_statements_and_others_one(
     counts = [r.__dict__["db_round_trips"] for r in caplog.records if r.name == "itinera.access"]
     # Each with the transaction's opening and its commit.
     assert counts == [4, 3]
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+
+def session_id(url: str) -> uuid.UUID:
+    return uuid.UUID(url.rsplit("/", 1)[1])
+
+
+async def rows_of(engine: AsyncEngine, url: str) -> tuple[int, int]:
+    """(sessions, messages) of the session, counted as the owner (no tenant filter)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM chat_session WHERE id = :id) AS sessions,"
+                    " (SELECT count(*) FROM chat_message WHERE session_id = :id) AS messages"
+                ),
+                {"id": session_id(url)},
+            )
+        ).one()
+    return row.sessions, row.messages
+
+
+async def capture(client: httpx.AsyncClient, account: Account, url: str, source: str) -> Any:
+    body = {"email": "ana@example.com", "source": source, "chat_session_id": str(session_id(url))}
+    response = await client.post("/v1/leads", json=body, headers=account.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_deleting_a_session_deletes_its_messages(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await session_url(client, tenant.member)
+    other = await session_url(client, tenant.member)
+    for n in range(3):
+        await post(client, tenant.member, url, f"turn {n}", role="assistant")
+    await post(client, tenant.member, other, "hello", role="assistant")
+    assert await rows_of(owner_engine, url) == (1, 3)
+    response = await client.delete(url, headers=tenant.admin.headers)
+    assert (response.status_code, response.content) == (204, b"")
+    assert response.headers["ratelimit-policy"].startswith('"crud";')
+    assert await rows_of(owner_engine, url) == (0, 0)
+    assert_problem(await client.get(url, headers=tenant.member.headers), 404, "/problems/not-found")
+    assert_problem(await client.get(f"{url}/messages", headers=tenant.member.headers), 404)
+    assert_problem(await post(client, tenant.member, url, "still there?"), 404)
+    assert_problem(await client.delete(url, headers=tenant.admin.headers), 404)
+    assert await rows_of(owner_engine, other) == (1, 1)
+    listed = await client.get("/v1/chat/sessions", headers=tenant.member.headers)
+    assert [s["id"] for s in listed.json()["items"]] == [str(session_id(other))]
+
+
+async def test_leads_of_a_deleted_session_keep_their_row_and_lose_the_link(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await session_url(client, tenant.member)
+    other = await session_url(client, tenant.member)
+    leads = [await capture(client, tenant.member, url, source) for source in ("chat", "web")]
+    kept = await capture(client, tenant.member, other, "fair")
+    assert (await client.delete(url, headers=tenant.member.headers)).status_code == 204
+    for lead in leads:
+        found = await client.get(f"/v1/leads/{lead['id']}", headers=tenant.member.headers)
+        assert found.status_code == 200
+        assert found.json() == lead | {"chat_session_id": None}
+    still = await client.get(f"/v1/leads/{kept['id']}", headers=tenant.member.headers)
+    assert still.json()["chat_session_id"] == str(session_id(other))
+    # The link is (org_id, chat_session_id): only the session's column was cleared.
+    async with owner_engine.connect() as conn:
+        orgs = (
+            await conn.execute(
+                text("SELECT org_id FROM lead WHERE id = ANY(:ids)"),
+                {"ids": [uuid.UUID(lead["id"]) for lead in leads]},
+            )
+        ).scalars()
+        assert list(orgs) == [tenant.org_id, tenant.org_id]
+
+
+async def test_another_org_cannot_delete_a_session(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await session_url(client, tenant.member)
+    await post(client, tenant.member, url, "hello", role="assistant")
+    lead = await capture(client, tenant.member, url, "chat")
+    for headers in (other_tenant.admin.headers, with_key(other_tenant.admin)):
+        assert_problem(await client.delete(url, headers=headers), 404, "/problems/not-found")
+    assert await rows_of(owner_engine, url) == (1, 1)
+    found = await client.get(f"/v1/leads/{lead['id']}", headers=tenant.member.headers)
+    assert found.json()["chat_session_id"] == str(session_id(url))
+
+
+async def test_an_expired_session_is_deleted_too(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    """An erasure does not wait for the sweeper."""
+    url = await session_url(client, tenant.member)
+    await post(client, tenant.member, url, "hello", role="assistant")
+    lead = await capture(client, tenant.member, url, "chat")
+    await set_expiry(owner_engine, url, "now() - interval '1 minute'")
+    assert (await client.delete(url, headers=tenant.member.headers)).status_code == 204
+    assert await rows_of(owner_engine, url) == (0, 0)
+    found = await client.get(f"/v1/leads/{lead['id']}", headers=tenant.member.headers)
+    assert found.json()["chat_session_id"] is None
+
+
+async def test_deleting_a_missing_session_is_404(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.delete(
+        f"/v1/chat/sessions/{uuid.uuid4()}", headers=tenant.member.headers
+    )
+    assert_problem(response, 404, "/problems/not-found")
+
+
+async def test_a_retried_session_delete_replays_its_204(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await session_url(client, tenant.member)
+    headers = with_key(tenant.member)
+    first = await client.delete(url, headers=headers)
+    again = await client.delete(url, headers=headers)
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert_problem(await client.delete(url, headers=with_key(tenant.member)), 404)
+    assert await rows_of(owner_engine, url) == (0, 0)
+
+
+async def test_messages_posted_while_the_session_is_deleted_leave_nothing_behind(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    url = await session_url(client, tenant.member)
+    answers = await asyncio.gather(
+        *(post(client, tenant.member, url, f"turn {n}", role="assistant") for n in range(8)),
+        client.delete(url, headers=tenant.member.headers),
+    )
+    *posts, deleted = answers
+    assert deleted.status_code == 204
+    assert {answer.status_code for answer in posts} <= {201, 404}
+    assert await rows_of(owner_engine, url) == (0, 0)

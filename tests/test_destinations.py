@@ -591,3 +591,127 @@ async def test_hostile_bodies_are_refused_without_a_500(
     assert_problem(response, status)
     listed = await client.get("/v1/destinations", headers=tenant.member.headers)
     assert listed.json()["items"] == []
+
+
+# --- list filters ---------------------------------------------------------------------------
+
+
+async def every_page(client: httpx.AsyncClient, account: Account, url: str, **params: str) -> Any:
+    """Every item the list answers, two to a page."""
+    seen: list[Any] = []
+    query = {"limit": "2", **params}
+    while True:
+        response = await client.get(url, params=query, headers=account.headers)
+        assert response.status_code == 200, response.text
+        seen += response.json()["items"]
+        if response.json()["next_cursor"] is None:
+            return seen
+        query["cursor"] = response.json()["next_cursor"]
+
+
+async def test_destinations_filter_by_country_exactly_across_pages(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    made: dict[str, list[str]] = {"EG": [], "JO": [], "MX": []}
+    for n in range(3):
+        for country in made:
+            response = await create(
+                client, tenant.member, slug=f"{country.lower()}{n}", country=country
+            )
+            made[country].append(response.json()["id"])
+    await a_destination(client, other_tenant.member, country="EG")
+    for country, ids in made.items():
+        found = await every_page(client, tenant.member, "/v1/destinations", country=country)
+        assert [d["id"] for d in found] == list(reversed(ids))
+        assert {d["country"] for d in found} == {country}
+    assert await every_page(client, tenant.member, "/v1/destinations", country="ID") == []
+
+
+@pytest.mark.parametrize("country", ["eg", "EGY", "E", "", "E1", "null"])
+async def test_an_invalid_country_filter_is_422(
+    client: httpx.AsyncClient, tenant: Tenant, country: str
+) -> None:
+    response = await client.get(
+        "/v1/destinations", params={"country": country}, headers=tenant.member.headers
+    )
+    body = assert_problem(response, 422, "/problems/validation")
+    assert body["errors"][0]["parameter"] == "country"
+
+
+async def test_dive_sites_filter_by_difficulty_and_depth_exactly_across_pages(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    destination_url = await a_destination(client, tenant.member)
+    neighbour_url = await a_destination(client, tenant.member, slug="aqaba")
+    await create_site(client, tenant.member, neighbour_url, max_depth_m=10, difficulty="beginner")
+    made = []
+    for depth in (12, 18, 18.5, 30, 40, 60):
+        for difficulty in ("beginner", "intermediate", "advanced"):
+            response = await create_site(
+                client,
+                tenant.member,
+                destination_url,
+                name=f"{difficulty} {depth}",
+                max_depth_m=depth,
+                difficulty=difficulty,
+            )
+            made.append(response.json())
+    list_url = f"{destination_url}/dive-sites"
+
+    def expected(difficulty: str | None = None, deepest: float | None = None) -> list[str]:
+        return [
+            site["id"]
+            for site in reversed(made)
+            if difficulty in (None, site["difficulty"])
+            and (deepest is None or site["max_depth_m"] <= deepest)
+        ]
+
+    for difficulty in ("beginner", "intermediate", "advanced"):
+        found = await every_page(client, tenant.member, list_url, difficulty=difficulty)
+        assert [s["id"] for s in found] == expected(difficulty)
+    for deepest in (11, 12, 18, 30, 11_000):
+        found = await every_page(client, tenant.member, list_url, max_depth_m=str(deepest))
+        assert [s["id"] for s in found] == expected(deepest=deepest)
+    both = await every_page(
+        client, tenant.member, list_url, difficulty="beginner", max_depth_m="18"
+    )
+    assert [s["name"] for s in both] == ["beginner 18", "beginner 12"]
+    assert await every_page(client, tenant.member, list_url, max_depth_m="0") == []
+
+
+async def test_filtered_dive_sites_of_a_missing_destination_are_404(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    theirs = await a_destination(client, other_tenant.member)
+    for url in (f"/v1/destinations/{uuid.uuid4()}", theirs):
+        response = await client.get(
+            f"{url}/dive-sites",
+            params={"difficulty": "beginner", "max_depth_m": "5"},
+            headers=tenant.member.headers,
+        )
+        assert_problem(response, 404, "/problems/not-found")
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"difficulty": "expert"}, "difficulty"),
+        ({"difficulty": "Beginner"}, "difficulty"),
+        ({"difficulty": ""}, "difficulty"),
+        ({"max_depth_m": "-1"}, "max_depth_m"),
+        ({"max_depth_m": "11001"}, "max_depth_m"),
+        ({"max_depth_m": "deep"}, "max_depth_m"),
+        ({"max_depth_m": "18.5"}, "max_depth_m"),
+        ({"max_depth_m": "9" * 30}, "max_depth_m"),
+        ({"max_depth_m": ""}, "max_depth_m"),
+    ],
+)
+async def test_invalid_dive_site_filters_are_422(
+    client: httpx.AsyncClient, tenant: Tenant, params: dict[str, str], parameter: str
+) -> None:
+    destination_url = await a_destination(client, tenant.member)
+    response = await client.get(
+        f"{destination_url}/dive-sites", params=params, headers=tenant.member.headers
+    )
+    body = assert_problem(response, 422, "/problems/validation")
+    assert body["errors"][0]["parameter"] == parameter

@@ -74,6 +74,7 @@ FUZZED_CASES_PER_OPERATION = 10
 TIMEOUT = 10
 PROBLEM_JSON = "application/problem+json"
 UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+PATH_PARAMETER = re.compile(r"\{\w+\}")
 # What the contract accepts as an Idempotency-Key: 1-255 visible ASCII, bare or quoted.
 VALID_KEY = re.compile(r'"[!#-~]{1,255}"|[!#-~]{1,255}')
 
@@ -245,7 +246,8 @@ def header_parameter(entry: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def concrete(path: str) -> str:
-    return path.replace("{id}", str(uuid.uuid4()))
+    """The path with a random UUID for each of its parameters (``{id}``, ``{checkpoint_id}``)."""
+    return PATH_PARAMETER.sub(lambda _: str(uuid.uuid4()), path)
 
 
 def test_the_fuzzer_takes_every_operation_of_the_document(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -17,9 +18,9 @@ from starlette.responses import Response
 
 from itinera.db.models import IdempotencyRecord, Itinerary
 from itinera.domain.itineraries.repository import ItineraryRepository
-from itinera.domain.itineraries.schemas import ItineraryCreate
 from itinera.routing import Api, Context
 from itinera.settings import Settings
+from itinera_client.schemas.itineraries import ItineraryCreate
 from tests.support.app import running_app
 from tests.support.http import assert_problem
 from tests.support.tenants import Account, Tenant
@@ -332,3 +333,22 @@ async def test_a_response_over_the_stored_size_is_still_exactly_once(
     listed = await client.get(path, headers=tenant.member.headers)
     assert [item["id"] for item in listed.json()["items"]] == [first.json()["id"]]
     assert await records(owner_engine, tenant.member) == 1
+
+
+async def test_a_new_key_is_checked_in_the_opening_and_only_a_replay_reads_its_record(
+    client: httpx.AsyncClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A create: open (lock + no record), insert, store, commit. Its replay: the
+    opening finds the record, opens again without the lock, reads it, ends."""
+    caplog.set_level(logging.INFO, logger="itinera.access")
+    body = {"title": "Dahab", "start_date": "2026-05-02", "end_date": "2026-05-09"}
+    headers = keyed(tenant.member, f"opening-{uuid.uuid4()}")
+    caplog.clear()
+    created = await client.post("/v1/itineraries", json=body, headers=headers)
+    replayed = await client.post("/v1/itineraries", json=body, headers=headers)
+    assert created.status_code == 201
+    assert replayed.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.content == created.content
+    counts = [r.__dict__["db_round_trips"] for r in caplog.records if r.name == "itinera.access"]
+    assert counts == [4, 5]

@@ -341,3 +341,132 @@ async def test_if_none_match_with_huge_tags_simply_does_not_match(
     response = await client.get(url, headers=headers)
     assert response.status_code == status
     assert response.headers["etag"] == '"2"'
+
+
+# --- filters by destination and agent run ---------------------------------------------------
+
+
+async def a_run(client: httpx.AsyncClient, account: Account) -> str:
+    response = await client.post(
+        "/v1/agent-runs", json={"intent": "plan a trip"}, headers=with_key(account)
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def every_page(
+    client: httpx.AsyncClient, account: Account, **params: str
+) -> list[dict[str, Any]]:
+    """Every itinerary the filters list, two to a page."""
+    seen: list[dict[str, Any]] = []
+    query = {"limit": "2", **params}
+    while True:
+        response = await client.get("/v1/itineraries", params=query, headers=account.headers)
+        assert response.status_code == 200, response.text
+        seen += response.json()["items"]
+        if response.json()["next_cursor"] is None:
+            return seen
+        query["cursor"] = response.json()["next_cursor"]
+
+
+async def test_list_filters_by_destination_and_agent_run_exactly_across_pages(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    dahab = await make_destination(owner_engine, tenant.org_id)
+    aqaba = await make_destination(owner_engine, tenant.org_id)
+    run, other_run = await a_run(client, tenant.member), await a_run(client, tenant.member)
+    made: dict[tuple[str | None, str | None], list[str]] = {}
+    for n in range(3):
+        for destination in (dahab, aqaba, None):
+            for agent_run in (run, other_run, None):
+                response = await create(
+                    client,
+                    tenant.member,
+                    title=f"trip {n}",
+                    destination_id=destination,
+                    agent_run_id=agent_run,
+                )
+                made.setdefault((destination, agent_run), []).append(response.json()["id"])
+    theirs = await make_destination(owner_engine, other_tenant.org_id)
+    await create(client, other_tenant.member, destination_id=theirs)
+
+    def expected(destination: str | None = None, agent_run: str | None = None) -> list[str]:
+        ids = [
+            item
+            for (d, r), items in made.items()
+            if destination in (None, d) and agent_run in (None, r)
+            for item in items
+        ]
+        return sorted(ids, reverse=True)
+
+    by_destination = await every_page(client, tenant.admin, destination_id=dahab)
+    assert [i["id"] for i in by_destination] == expected(destination=dahab)
+    assert {i["destination_id"] for i in by_destination} == {dahab}
+    by_run = await every_page(client, tenant.admin, agent_run_id=run)
+    assert [i["id"] for i in by_run] == expected(agent_run=run)
+    assert {i["agent_run_id"] for i in by_run} == {run}
+    both = await every_page(client, tenant.admin, destination_id=aqaba, agent_run_id=other_run)
+    assert [i["id"] for i in both] == expected(aqaba, other_run)
+    assert len(both) == 3
+    drafts = await every_page(
+        client,
+        tenant.admin,
+        destination_id=aqaba,
+        status="draft",
+        user_id=str(tenant.member.user_id),
+    )
+    assert [i["id"] for i in drafts] == expected(destination=aqaba)
+    assert await every_page(client, tenant.admin, status="final", destination_id=dahab) == []
+    assert await every_page(client, tenant.admin, destination_id=theirs) == []
+    assert await every_page(client, tenant.admin, agent_run_id=str(uuid.uuid4())) == []
+
+
+async def test_a_filter_changed_mid_listing_lets_no_other_row_in(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    """The cursor is a position only: the filters of the request apply to its page."""
+    dahab = await make_destination(owner_engine, tenant.org_id)
+    made = [
+        (await create(client, tenant.member, destination_id=dahab if n % 2 else None)).json()["id"]
+        for n in range(6)
+    ]
+    headers = tenant.member.headers
+    first = await client.get("/v1/itineraries", params={"limit": "2"}, headers=headers)
+    assert [i["id"] for i in first.json()["items"]] == [made[5], made[4]]
+    rest = await client.get(
+        "/v1/itineraries",
+        params={"destination_id": dahab, "cursor": first.json()["next_cursor"]},
+        headers=headers,
+    )
+    assert [i["id"] for i in rest.json()["items"]] == [made[3], made[1]]
+
+
+async def test_a_deleted_destination_leaves_its_itineraries_unfiltered(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    dahab = await make_destination(owner_engine, tenant.org_id)
+    trip = (await create(client, tenant.member, destination_id=dahab)).json()
+    deleted = await client.delete(f"/v1/destinations/{dahab}", headers=tenant.member.headers)
+    assert deleted.status_code == 204
+    assert await every_page(client, tenant.member, destination_id=dahab) == []
+    kept = await client.get(f"/v1/itineraries/{trip['id']}", headers=tenant.member.headers)
+    assert kept.json()["destination_id"] is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "destination_id=dahab",
+        "destination_id=",
+        "destination_id=null",
+        "agent_run_id=42",
+        "agent_run_id=" + "0" * 40,
+        f"agent_run_id={uuid.UUID(int=1)}&agent_run_id={uuid.UUID(int=2)}",
+    ],
+)
+async def test_invalid_reference_filters_are_422(
+    client: httpx.AsyncClient, tenant: Tenant, query: str
+) -> None:
+    response = await client.get(f"/v1/itineraries?{query}", headers=tenant.member.headers)
+    body = assert_problem(response, 422, "/problems/validation")
+    assert body["errors"][0]["parameter"] == query.split("=", 1)[0]

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support.http import assert_problem
+from tests.support.http import assert_problem, with_key
 from tests.support.tenants import Account, Tenant
 
 
@@ -74,8 +74,10 @@ async def test_a_first_capture_answers_201_with_a_location_that_finds_it(
     )
     assert (lead["chat_session_id"], lead["metadata"]) == (session_id, {"interest": "Red Sea"})
     assert lead["created_at"].endswith("Z")
+    assert response.headers["location"] == f"/v1/leads/{lead['id']}"
     found = await client.get(response.headers["location"], headers=tenant.admin.headers)
-    assert found.json()["items"] == [lead]
+    assert found.status_code == 200
+    assert found.json() == lead
 
 
 async def test_absent_optional_fields_start_empty(
@@ -305,6 +307,9 @@ async def test_lead_routes_need_a_token(client: httpx.AsyncClient) -> None:
     assert_problem(
         await client.post("/v1/leads", json={"email": "a@b.c", "source": "website"}), 401
     )
+    one = f"/v1/leads/{uuid.uuid4()}"
+    assert_problem(await client.get(one), 401)
+    assert_problem(await client.delete(one), 401)
 
 
 @pytest.mark.parametrize(
@@ -322,3 +327,118 @@ async def test_hostile_bodies_are_refused_without_a_500(
     raw = b'{"email": "' + address().encode() + b'", "source": "website", ' + extra + b"}"
     response = await client.post("/v1/leads", content=raw, headers=tenant.member.headers)
     assert_problem(response, status)
+
+
+# --- one lead, deleting, erasure -----------------------------------------------------------
+
+
+async def lead_rows(engine: AsyncEngine, lead_id: str) -> int:
+    """The lead's rows, counted as the owner (no tenant filter)."""
+    async with engine.connect() as conn:
+        query = text("SELECT count(*) FROM lead WHERE id = :id")
+        return int((await conn.execute(query, {"id": uuid.UUID(lead_id)})).scalar_one())
+
+
+async def test_a_lead_is_read_by_its_id(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    lead = (await capture(client, tenant.member, address(), name="Ana")).json()
+    again = (await capture(client, tenant.admin, lead["email"].upper(), name="Ana D.")).json()
+    response = await client.get(f"/v1/leads/{lead['id']}", headers=tenant.member.headers)
+    assert response.status_code == 200
+    assert response.json() == again
+    assert response.headers["ratelimit-policy"].startswith('"crud";')
+
+
+async def test_a_missing_lead_is_404(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = f"/v1/leads/{uuid.uuid4()}"
+    assert_problem(await client.get(url, headers=tenant.member.headers), 404, "/problems/not-found")
+    assert_problem(await client.delete(url, headers=tenant.member.headers), 404)
+    assert_problem(await client.get("/v1/leads/lead-1", headers=tenant.member.headers), 404)
+
+
+async def test_deleting_a_lead_answers_204_and_it_is_gone(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    email = address()
+    lead = (await capture(client, tenant.member, email)).json()
+    other = (await capture(client, tenant.member, email, source="chat")).json()
+    response = await client.delete(f"/v1/leads/{lead['id']}", headers=tenant.admin.headers)
+    assert (response.status_code, response.content) == (204, b"")
+    assert response.headers["ratelimit-policy"].startswith('"crud";')
+    assert await lead_rows(owner_engine, lead["id"]) == 0
+    assert_problem(await client.get(f"/v1/leads/{lead['id']}", headers=tenant.member.headers), 404)
+    assert_problem(
+        await client.delete(f"/v1/leads/{lead['id']}", headers=tenant.admin.headers), 404
+    )
+    assert await leads(client, tenant.member, email=email) == [other["id"]]
+    # Captured again, it is a new lead.
+    anew = await capture(client, tenant.member, email)
+    assert anew.status_code == 201
+    assert anew.json()["id"] != lead["id"]
+
+
+async def test_another_orgs_lead_is_not_found_and_not_deleted(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    lead = (await capture(client, tenant.member, address())).json()
+    url = f"/v1/leads/{lead['id']}"
+    stranger = other_tenant.admin
+    assert_problem(await client.get(url, headers=stranger.headers), 404, "/problems/not-found")
+    for headers in (stranger.headers, with_key(stranger)):
+        assert_problem(await client.delete(url, headers=headers), 404, "/problems/not-found")
+    assert await lead_rows(owner_engine, lead["id"]) == 1
+    assert (await client.get(url, headers=tenant.member.headers)).json() == lead
+
+
+async def test_a_retried_lead_delete_replays_its_204(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    url = f"/v1/leads/{(await capture(client, tenant.member, address())).json()['id']}"
+    headers = with_key(tenant.member)
+    first = await client.delete(url, headers=headers)
+    again = await client.delete(url, headers=headers)
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert_problem(await client.delete(url, headers=with_key(tenant.member)), 404)
+
+
+async def test_an_org_erases_a_person_through_the_api_alone(
+    client: httpx.AsyncClient, tenant: Tenant, owner_engine: AsyncEngine
+) -> None:
+    """Find the person's leads by email (any case), delete the chats they link, then them."""
+    email = address()
+    for source in ("chat", "website"):
+        session_id = await chat_session(client, tenant.member)
+        posted = await client.post(
+            f"/v1/chat/sessions/{session_id}/messages",
+            json={"role": "assistant", "content": f"Hello {email}"},
+            headers=tenant.member.headers,
+        )
+        assert posted.status_code == 201
+        await capture(client, tenant.member, email, source=source, chat_session_id=session_id)
+    bystander = (await capture(client, tenant.member, address())).json()
+
+    found = await client.get(
+        "/v1/leads", params={"email": email.upper()}, headers=tenant.admin.headers
+    )
+    for lead in found.json()["items"]:
+        session = lead["chat_session_id"]
+        gone = await client.delete(f"/v1/chat/sessions/{session}", headers=tenant.admin.headers)
+        assert gone.status_code == 204
+        gone = await client.delete(f"/v1/leads/{lead['id']}", headers=tenant.admin.headers)
+        assert gone.status_code == 204
+
+    async with owner_engine.connect() as conn:
+        remaining = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM lead WHERE org_id = :org"
+                    "          AND lower(email) = lower(:email)) AS leads,"
+                    " (SELECT count(*) FROM chat_message WHERE org_id = :org"
+                    "          AND content LIKE '%' || :email || '%') AS messages,"
+                    " (SELECT count(*) FROM chat_session WHERE org_id = :org) AS sessions"
+                ),
+                {"org": tenant.org_id, "email": email},
+            )
+        ).one()
+    assert (remaining.leads, remaining.messages, remaining.sessions) == (0, 0, 0)
+    assert await leads(client, tenant.member) == [bystander["id"]]

@@ -17,9 +17,9 @@ from starlette.responses import Response
 from itinera.app import all_operations
 from itinera.ops import docs_page
 from itinera.ops.openapi import build_document
-from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context, Idempotency, Operation
 from itinera.settings import Settings
+from itinera_client.schemas.pagination import Page, PageQuery
 
 COMPONENT_KEY = re.compile(r"^[a-zA-Z0-9._-]+$")
 CONVERTOR = re.compile(r"{(\w+):\w+}")
@@ -138,6 +138,8 @@ def test_query_fields_become_parameters_and_path_convertors_are_dropped(
         "cursor",
         "user_id",
         "status",
+        "destination_id",
+        "agent_run_id",
     }
     assert parameters["limit"]["schema"] == {
         "description": "page size (1-200)",

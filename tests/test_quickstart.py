@@ -1,11 +1,13 @@
 """The README's quickstart, pasted as a user would: its shell block, taken from README.md,
-run by bash against a live ``itinera serve`` with the demo org seeded."""
+run by bash, and its Python script, run by Python with the client installed, against a
+live ``itinera serve`` with the demo org seeded."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- quickstart:"
+PYTHON_MARKER = "<!-- quickstart-python:"
 STEP = "@@quickstart step {}@@"
 
 
@@ -93,3 +96,38 @@ def test_the_readme_quickstart_logs_in_creates_an_itinerary_and_reads_it_back(
     assert (created["start_date"], created["end_date"]) == ("2027-05-01", "2027-05-07")
     assert created["status"] == "draft"
     assert json_line(read_back) == created
+
+
+def quickstart_script() -> str:
+    """The ```python block after the Python quickstart's marker."""
+    text = README.read_text()
+    assert text.count(PYTHON_MARKER) == 1
+    after = text[text.index(PYTHON_MARKER) :]
+    block = re.search(r"^```python\n(.*?)^```$", after, re.DOTALL | re.MULTILINE)
+    assert block is not None, "the marker is followed by a ```python block"
+    return block.group(1)
+
+
+def test_the_readme_python_quickstart_stores_searches_and_plans(
+    service: ServerProcess, tmp_path: Path
+) -> None:
+    introduction = README.read_text().split(PYTHON_MARKER)[0].rsplit("###", 1)[1]
+    assert "pip install ./client" in introduction
+
+    result = subprocess.run(
+        [sys.executable, "-c", quickstart_script()],
+        env=child_environment({"ITINERA_URL": service.base_url}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    stored, found, planned = result.stdout.splitlines()
+    key = "guides/dahab/blue-hole.md"
+    assert stored in (f"stored {key} (created)", f"stored {key} (replaced)")
+    assert found == f"found [{key!r}]"
+    assert planned == "planned Red Sea week final version 2"

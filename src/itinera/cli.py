@@ -19,21 +19,22 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from itinera.db.engine import create_engine, session_factory
+from itinera.db.pool import DriverPool, driver_connect
 from itinera.db.schema import alembic_config
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.domain.api_keys.repository import ApiKeyRepository
-from itinera.domain.api_keys.schemas import ApiKeyCreated
-from itinera.domain.auth.schemas import Slug
 from itinera.domain.orgs.repository import OrgRepository
-from itinera.domain.types import Email, Name
 from itinera.domain.users.repository import UserRepository
-from itinera.domain.users.schemas import Password
 from itinera.embedded import embedded_servers, ensure_jwt_secret
 from itinera.errors import ItineraError
 from itinera.logs import configure_logging
 from itinera.security.passwords import PasswordHasher
 from itinera.security.tokens import new_api_key, token_hash
 from itinera.settings import Settings, SettingsError, load_settings
+from itinera_client.schemas.api_keys import ApiKeyCreated
+from itinera_client.schemas.auth import Slug
+from itinera_client.schemas.types import Email, Name
+from itinera_client.schemas.users import Password
 
 log = logging.getLogger("itinera.cli")
 
@@ -373,24 +374,22 @@ def _run_as_owner(settings: Settings, work: Callable[[UnitOfWork], Awaitable[Any
 
 @asynccontextmanager
 async def owner_unit_of_work(settings: Settings) -> AsyncIterator[UnitOfWork]:
-    """A unit of work of the owner role (RLS lets it see every org) on a one-connection
-    engine; the caller commits, anything left open is rolled back, the engine disposed."""
+    """A unit of work of the owner role (RLS lets it see every org) on one connection;
+    the caller commits, anything left open is rolled back, the connection closed."""
     assert settings.admin_database_url is not None
-    engine = create_engine(
-        settings.admin_database_url,
-        settings,
-        application_name="itinera-cli",
-        pool_size=1,
-        driver_transactions=True,
+    pool = DriverPool(
+        driver_connect(settings.admin_database_url, settings, application_name="itinera-cli"),
+        size=1,
+        timeout=settings.db_pool_timeout_seconds,
     )
-    uow = UnitOfWork(engine)
+    uow = UnitOfWork(pool)
     try:
         yield uow
     finally:
         try:
             await uow.close()
         finally:
-            await engine.dispose()
+            await pool.close()
 
 
 @asynccontextmanager

@@ -33,9 +33,13 @@ from starlette.responses import Response
 
 from itinera import errors
 from itinera.db.errors import QUERY_CANCELED, sqlstate
+from itinera_client.schemas.problems import FieldProblem, Problem
 
 PROBLEM_JSON = "application/problem+json"
 JSON = "application/json"
+# Bodies that carry bytes (LangGraph's serialised state) may also be MessagePack,
+# where bytes stay bytes; problems are JSON whatever the body was.
+MSGPACK = "application/msgpack"
 
 VALIDATION = "/problems/validation"
 MALFORMED = "/problems/malformed"
@@ -48,23 +52,6 @@ PRECONDITION_FAILED = "/problems/precondition-failed"
 PRECONDITION_REQUIRED = "/problems/precondition-required"
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 BLANK = "about:blank"
-
-
-class FieldProblem(msgspec.Struct, kw_only=True, omit_defaults=True):
-    detail: str
-    pointer: str | None = None
-    parameter: str | None = None
-
-
-class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """An RFC 9457 problem detail."""
-
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldProblem] | None = None
-    violated_policies: list[str] | None = msgspec.field(default=None, name="violated-policies")
 
 
 encoder = msgspec.json.Encoder()
@@ -81,6 +68,18 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return encoder.encode(content)
+
+
+msgpack_encoder = msgspec.msgpack.Encoder()
+
+
+class MsgpackResponse(Response):
+    """A response whose content is encoded by msgspec as MessagePack."""
+
+    media_type = MSGPACK
+
+    def render(self, content: Any) -> bytes:
+        return msgpack_encoder.encode(content)
 
 
 # RFC 9110's names where Python's HTTPStatus (before 3.13) still has RFC 7231's.

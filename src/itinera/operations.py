@@ -10,6 +10,7 @@ from itinera.domain.destinations import routes as destination_routes
 from itinera.domain.itineraries import routes as itinerary_routes
 from itinera.domain.knowledge import routes as knowledge_routes
 from itinera.domain.leads import routes as lead_routes
+from itinera.domain.threads import routes as thread_routes
 from itinera.domain.users import routes as user_routes
 from itinera.ops import health, problems
 from itinera.routing import Operation
@@ -29,4 +30,5 @@ def api_operations() -> list[Operation]:
         *itinerary_routes.api.operations,
         *chat_routes.api.operations,
         *lead_routes.api.operations,
+        *thread_routes.api.operations,
     ]

@@ -1,4 +1,7 @@
-"""Cursor pagination: opaque cursors bound to their route and org."""
+"""Cursor pagination: opaque cursors bound to their route and org.
+
+The page and its query are wire types (``itinera_client.schemas.pagination``).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +9,15 @@ import base64
 import hashlib
 import hmac
 import uuid
-from typing import Annotated, Generic, TypeVar
+from typing import TypeVar
 
 import msgspec
-from msgspec import Meta
 
 from itinera.errors import MalformedInputError
 
-T = TypeVar("T")
 K = TypeVar("K", uuid.UUID, int)
 
-Limit = Annotated[int, Meta(ge=1, le=200, description="page size (1-200)")]
 MAC_BYTES = 16
-
-
-class PageQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    limit: Limit = 50
-    cursor: Annotated[str, Meta(max_length=200)] | None = None
-
-
-class Page(msgspec.Struct, Generic[T], kw_only=True):
-    items: list[T]
-    next_cursor: str | None
 
 
 class CursorCodec:

@@ -10,6 +10,7 @@ takes an Idempotency-Key. The same declarations feed the OpenAPI document.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TypeVar, get_type_hints
 import msgspec
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from itinera import scope as request_scope
@@ -36,15 +37,17 @@ from itinera.errors import (
     NotFoundError,
     UnsupportedMediaTypeError,
 )
-from itinera.http import JSON, UNDECODABLE, error_response
-from itinera.pagination import K, Page, T
+from itinera.http import JSON, MSGPACK, UNDECODABLE, error_response
+from itinera.pagination import K
 from itinera.ratelimit import BucketRule
 from itinera.resources import Resources
 from itinera.security.principal import Principal
+from itinera_client.schemas.pagination import Page
 
 HandlerFn = Callable[..., Awaitable[Response]]
 F = TypeVar("F", bound=HandlerFn)
 R = TypeVar("R", bound=Repository)
+T = TypeVar("T")
 
 
 class Idempotency(enum.Enum):
@@ -97,6 +100,11 @@ class Context:
         """A list-valued header (``If-Match``), every line of it (``name`` in lower case)."""
         return request_scope.header_list(self.scope, name)
 
+    @property
+    def accepts_msgpack(self) -> bool:
+        """Whether ``Accept`` asks for MessagePack at least as much as for JSON."""
+        return _prefers_msgpack(request_scope.header_list(self.scope, b"accept"))
+
     def after(self, cursor: str | None, key_type: type[K]) -> K | None:
         """The sort key a page continues after, from a cursor issued by this route to this org."""
         if cursor is None:
@@ -136,6 +144,9 @@ class Operation:
     admin_only: bool = False
     # Statuses it answers besides `status` and the generic ones (2xx: same body shape).
     statuses: tuple[int, ...] = ()
+    # The body may also come as application/msgpack (bytes stay bytes), and the
+    # handler may answer in it (``Context.accepts_msgpack``).
+    msgpack: bool = False
     body_type: Any = field(init=False, default=None)
     query_type: Any = field(init=False, default=None)
 
@@ -147,6 +158,16 @@ class Operation:
         self._body_decoder = (
             msgspec.json.Decoder(self.body_type) if self.body_type is not None else None
         )
+        self._msgpack_decoder = (
+            msgspec.msgpack.Decoder(self.body_type)
+            if self.msgpack and self.body_type is not None
+            else None
+        )
+
+    @property
+    def accepted(self) -> str:
+        """The media types its body may come in."""
+        return f"{JSON}, {MSGPACK}" if self.msgpack else JSON
 
     @property
     def operation_id(self) -> str:
@@ -170,6 +191,25 @@ class Operation:
         # store in text or jsonb: look for it (rarely) and point at where it is.
         if b"\\u0000" in raw and (pointer := _nul_pointer(body)) is not None:
             raise InvalidInputError.at(pointer, "text must not contain NUL characters")
+        return body
+
+    def decode_msgpack_body(self, scope: Scope) -> Any:
+        """A MessagePack body. What JSON could not carry is refused where the service would
+        store it as JSON (free-form objects) or as text (NUL)."""
+        assert self._msgpack_decoder is not None
+        raw = request_scope.body(scope)
+        try:
+            body = self._msgpack_decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            # As for JSON: a malformed body is a 400 even past a schema error.
+            _check_msgpack_syntax(raw)
+            raise InvalidInputError(
+                "the body does not match the schema", [_field_error(str(exc), "pointer")]
+            ) from exc
+        except UNDECODABLE as exc:
+            raise MalformedInputError(f"the body is not valid MessagePack: {exc}") from exc
+        if (problem := _unstorable(body)) is not None:
+            raise InvalidInputError.at(*problem)
         return body
 
     def decode_query(self, scope: Scope) -> Any:
@@ -262,9 +302,12 @@ class EndpointApp:
             if operation.query_type is not None:
                 kwargs["query"] = operation.decode_query(scope)
             if operation.body_type is not None:
-                if not _is_json(scope):
-                    raise UnsupportedMediaTypeError(JSON, method=operation.method)
-                kwargs["body"] = operation.decode_body(scope)
+                if _is_json(scope):
+                    kwargs["body"] = operation.decode_body(scope)
+                elif operation.msgpack and _media_type(scope) == MSGPACK:
+                    kwargs["body"] = operation.decode_msgpack_body(scope)
+                else:
+                    raise UnsupportedMediaTypeError(operation.accepted, method=operation.method)
             response = await operation.handler(Context(scope), **kwargs)
         except ItineraError as exc:
             response = error_response(exc)
@@ -319,6 +362,53 @@ def build_routes(operations: Sequence[Operation], chain: ChainBuilder) -> list[R
     return [Route(path, MethodDispatch(path, apps)) for path, apps in by_path.items()]
 
 
+class IndexedRouter:
+    """Starlette's router, trying only the routes a path's first two segments allow.
+
+    Starlette tries every route's pattern in turn; a request for the 25th
+    path ran 25 regular expressions. Here a path looks up its first two
+    segments (``/v1/itineraries``) and tries those routes, plus any route with
+    a parameter among its own first two segments, in their declared order;
+    paths of no group (and lifespan events) go through the whole router.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        routes = [route for route in router.routes if isinstance(route, Route)]
+        open_ended = [route for route in routes if "{" in _first_segments(route.path)]
+        keys = {_first_segments(route.path) for route in routes} - {""}
+        self.groups = {
+            key: Router(
+                routes=[
+                    route
+                    for route in routes
+                    if _first_segments(route.path) == key or route in open_ended
+                ],
+                redirect_slashes=router.redirect_slashes,
+                default=router.default,
+            )
+            for key in keys
+            if "{" not in key
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            group = self.groups.get(_first_segments(scope["path"]))
+            if group is not None:
+                await group(scope, receive, send)
+                return
+        await self.router(scope, receive, send)
+
+
+def _first_segments(path: str) -> str:
+    """``/v1/itineraries/{id}`` → ``/v1/itineraries``; ``/health`` → ``/health``."""
+    second = path.find("/", 1)
+    if second < 0:
+        return path
+    third = path.find("/", second + 1)
+    return path if third < 0 else path[:third]
+
+
 def _is_json(scope: Scope) -> bool:
     lines = request_scope.header_lines(scope, b"content-type")
     if not lines:
@@ -329,6 +419,100 @@ def _is_json(scope: Scope) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
+
+
+def _media_type(scope: Scope) -> str | None:
+    """The body's one media type, in lower case (None: absent, or given twice)."""
+    lines = request_scope.header_lines(scope, b"content-type")
+    return lines[0].split(";", 1)[0].strip().lower() if len(lines) == 1 else None
+
+
+def _prefers_msgpack(accept: str | None) -> bool:
+    if not accept or MSGPACK not in accept.lower():
+        return False
+    weights: dict[str, float] = {}
+    for element in accept.lower().split(","):
+        media_type, *parameters = element.split(";")
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.strip().partition("=")
+            if name == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media_type.strip()] = weight
+    json = weights.get(JSON, weights.get("application/*", weights.get("*/*", 0.0)))
+    return weights.get(MSGPACK, 0.0) > 0 and weights.get(MSGPACK, 0.0) >= json
+
+
+def _check_msgpack_syntax(raw: bytes) -> None:
+    """Raise ``MalformedInputError`` unless ``raw`` is one MessagePack value."""
+    try:
+        msgspec.msgpack.decode(raw)
+    except UNDECODABLE as exc:
+        raise MalformedInputError(f"the body is not valid MessagePack: {exc}") from exc
+
+
+_NUL_TEXT = "text must not contain NUL characters"
+# What a typed field may hold that needs no look inside (type(), not isinstance:
+# a Struct's isinstance check costs several times as much, and this runs per field).
+_OPAQUE = frozenset({bytes, int, float, bool, type(None)})
+
+
+def _unstorable(body: Any) -> tuple[str, str] | None:
+    """The JSON pointer of the first value a MessagePack body holds that the service
+    cannot store, and why: text with NUL, or, inside a free-form object (stored as
+    jsonb), anything JSON has no form for (bytes, extension types, non-finite numbers,
+    keys that are not text). A loop, as for ``_nul_pointer``; scalars are checked in
+    place, so only containers are queued."""
+    pending: list[tuple[str, object]] = [("", body)]
+    while pending:
+        pointer, value = pending.pop()
+        if type(value) is dict:
+            if (problem := _not_json(pointer, value)) is not None:
+                return problem
+            continue
+        names = getattr(value, "__struct_fields__", None)
+        if names is not None:
+            items: Any = zip(names, msgspec.structs.astuple(value), strict=True)  # type: ignore[arg-type]
+        elif type(value) in (list, tuple):
+            items = enumerate(value)  # type: ignore[arg-type]
+        else:
+            continue  # a typed scalar of another kind (a date, a UUID)
+        for key, item in items:
+            kind = type(item)
+            if kind is str:
+                if "\x00" in item:
+                    return f"{pointer}/{key}", _NUL_TEXT
+            elif kind not in _OPAQUE:
+                pending.append((f"{pointer}/{key}", item))
+    return None
+
+
+def _not_json(pointer: str, document: dict[Any, Any]) -> tuple[str, str] | None:
+    """The first value of a free-form object that JSON cannot carry, and why."""
+    pending: list[tuple[str, object]] = [(pointer, document)]
+    while pending:
+        pointer, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return pointer, _NUL_TEXT
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or "\x00" in key:
+                    return pointer, "object keys must be text without NUL characters"
+                escaped = key.replace("~", "~0").replace("/", "~1")
+                pending.append((f"{pointer}/{escaped}", item))
+        elif isinstance(value, list):
+            pending.extend((f"{pointer}/{index}", item) for index, item in enumerate(value))
+        elif not (
+            value is None
+            or isinstance(value, bool | int)
+            or (isinstance(value, float) and math.isfinite(value))
+        ):
+            return pointer, "a free-form object holds JSON values only"
+    return None
 
 
 def _integer_fields(struct: Any) -> frozenset[str]:

@@ -97,6 +97,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_crud_per_minute: Annotated[int, Meta(ge=1)] = 60
     rate_limit_auth_per_minute: Annotated[int, Meta(ge=1)] = 10
     rate_limit_auth_ip_per_minute: Annotated[int, Meta(ge=1)] = 60
+    # Agent thread state (checkpoints and pending writes): a running graph saves
+    # several times per step, which the crud bucket would throttle.
+    rate_limit_state_per_minute: Annotated[int, Meta(ge=1)] = 1200
     rate_limit_fail_open: bool = True
 
     # Idempotency
@@ -112,6 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     retention_draft_itineraries_seconds: PositiveSeconds = 90 * DAY
     retention_final_itineraries_seconds: PositiveSeconds = 90 * DAY
     retention_revoked_refresh_tokens_seconds: PositiveSeconds = 7 * DAY
+    retention_threads_seconds: PositiveSeconds = 30 * DAY
 
     @property
     def uses_embedded_postgres(self) -> bool:

@@ -25,6 +25,7 @@ KIND_OF_PATH = (
     (re.compile(r"^/v1/agent-runs/\{id\}"), "agent_run"),
     (re.compile(r"^/v1/itineraries/\{id\}"), "itinerary"),
     (re.compile(r"^/v1/chat/sessions/\{id\}"), "chat_session"),
+    (re.compile(r"^/v1/leads/\{id\}"), "lead"),
 )
 
 TIMEOUT = 10
@@ -85,6 +86,12 @@ class RealTargets:
             return "/v1/itineraries", {"title": "Red Sea", **dates}
         if kind == "chat_session":
             return "/v1/chat/sessions", {}
+        if kind == "lead":
+            # A fresh email each time: a repeat capture answers the lead already made.
+            return "/v1/leads", {
+                "email": f"fuzz-{uuid.uuid4().hex[:12]}@example.com",
+                "source": "web",
+            }
         raise ValueError(f"no recipe for {kind!r}")
 
     def etag(self, itinerary_id: str) -> str | None:

@@ -90,6 +90,29 @@ async def insert_everywhere(
         )
     )
     ids["idempotency_record"] = user_id
+    thread = await add(m.Thread, name=f"thread-{new_id()}")
+    in_thread = {"org_id": org_id, "thread_id": thread, "checkpoint_ns": ""}
+    await conn.execute(
+        insert(m.ThreadCheckpoint).values(
+            **in_thread, checkpoint_id="1", type="msgpack", checkpoint=b"\x80"
+        )
+    )
+    await conn.execute(
+        insert(m.ThreadBlob).values(**in_thread, channel="c", version="1", type="msgpack", blob=b"")
+    )
+    await conn.execute(
+        insert(m.ThreadWrite).values(
+            **in_thread,
+            checkpoint_id="1",
+            task_id="t",
+            idx=0,
+            channel="c",
+            type="msgpack",
+            blob=b"",
+        )
+    )
+    for table in ("thread_checkpoint", "thread_blob", "thread_write"):
+        ids[table] = thread
     return ids
 
 

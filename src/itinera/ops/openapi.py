@@ -30,10 +30,11 @@ import msgspec
 from msgspec import Meta
 from starlette.responses import Response
 
-from itinera.http import JSON, PROBLEM_JSON, Problem
+from itinera.http import JSON, PROBLEM_JSON
 from itinera.operations import api_operations
 from itinera.ops import docs_page
 from itinera.routing import Api, Context, Idempotency, Operation
+from itinera_client.schemas.problems import Problem
 
 api = Api(tag="operations")
 

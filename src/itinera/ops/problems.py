@@ -23,6 +23,7 @@ from starlette.responses import Response
 from itinera import http
 from itinera.errors import NotFoundError
 from itinera.routing import Api, Context
+from itinera_client.schemas.problems import Problem
 
 api = Api(tag="operations")
 
@@ -158,7 +159,7 @@ def statuses_of(problem_type: str) -> list[int]:
 def title_of(status: int, problem_type: str) -> str:
     """The ``title`` a problem of this status and type carries, as the service builds it."""
     body = http.problem_response(status, type=problem_type).body
-    return msgspec.json.decode(body, type=http.Problem).title
+    return msgspec.json.decode(body, type=Problem).title
 
 
 def render(problem_type: str, explanation: Explanation) -> bytes:

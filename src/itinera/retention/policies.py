@@ -50,12 +50,22 @@ def _children_of(child: Any, parent_condition: ColumnElement[bool]) -> Callable[
     )
 
 
+def _of_stale_threads(child: Any, cutoff: ColumnElement[Any]) -> Callable[[], Select[Any]]:
+    thread = m.Thread
+    return lambda: (
+        _keys(child)
+        .join(thread, and_(thread.org_id == child.org_id, thread.id == child.thread_id))
+        .where(thread.last_checkpoint_at < cutoff)
+    )
+
+
 def policies(settings: Settings) -> tuple[Policy, ...]:
     runs_cutoff = age_cutoff(settings.retention_agent_runs_seconds)
     finished_cutoff = age_cutoff(settings.retention_tool_calls_seconds)
     draft_cutoff = age_cutoff(settings.retention_draft_itineraries_seconds)
     final_cutoff = cast(age_cutoff(settings.retention_final_itineraries_seconds), Date)
     revoked_cutoff = age_cutoff(settings.retention_revoked_refresh_tokens_seconds)
+    threads_cutoff = age_cutoff(settings.retention_threads_seconds)
     chat = m.ChatSession
     return (
         Policy(
@@ -154,6 +164,23 @@ def policies(settings: Settings) -> tuple[Policy, ...]:
                     "revoked",
                     m.RefreshToken,
                     lambda: _keys(m.RefreshToken).where(m.RefreshToken.revoked_at < revoked_cutoff),
+                ),
+            ),
+        ),
+        Policy(
+            "threads",
+            (
+                Step("writes", m.ThreadWrite, _of_stale_threads(m.ThreadWrite, threads_cutoff)),
+                Step("values", m.ThreadBlob, _of_stale_threads(m.ThreadBlob, threads_cutoff)),
+                Step(
+                    "checkpoints",
+                    m.ThreadCheckpoint,
+                    _of_stale_threads(m.ThreadCheckpoint, threads_cutoff),
+                ),
+                Step(
+                    "threads",
+                    m.Thread,
+                    lambda: _keys(m.Thread).where(m.Thread.last_checkpoint_at < threads_cutoff),
                 ),
             ),
         ),

@@ -12,6 +12,7 @@ from itinera.db.models.itinerary import Itinerary
 from itinera.db.models.knowledge import Embedding, KnowledgeItem
 from itinera.db.models.lead import Lead
 from itinera.db.models.org import Org
+from itinera.db.models.thread import Thread, ThreadBlob, ThreadCheckpoint, ThreadWrite
 from itinera.db.models.user import AppUser, RefreshToken
 
 # Derived, never listed: every mapped table of the OrgScoped mixin is a tenant
@@ -43,5 +44,9 @@ __all__ = [
     "Lead",
     "Org",
     "RefreshToken",
+    "Thread",
+    "ThreadBlob",
+    "ThreadCheckpoint",
+    "ThreadWrite",
     "new_id",
 ]

@@ -28,6 +28,7 @@ class AgentRun(TenantMixin, Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
         ),
         Index("ix_agent_run_org_id_created_by_id", "org_id", "created_by", "id"),
+        Index("ix_agent_run_org_id_thread_id_id", "org_id", "thread_id", "id"),
         Index("ix_agent_run_created_at", "created_at"),
         Index("ix_agent_run_finished_at", "finished_at"),
     )
@@ -35,6 +36,8 @@ class AgentRun(TenantMixin, Base):
     created_by: Mapped[uuid.UUID]
     status: Mapped[str] = mapped_column(String(16))
     intent: Mapped[str] = mapped_column(Text)
+    # The client's thread name, not a key: threads and runs outlive each other.
+    thread_id: Mapped[str | None] = mapped_column(Text)
     plan: Mapped[Json] = mapped_column(server_default="{}")
     error: Mapped[str | None] = mapped_column(Text)
     next_seq: Mapped[int] = mapped_column(Integer, server_default=text("1"))
@@ -76,6 +79,9 @@ class AgentCheckpoint(TenantMixin, Base):
         ),
         UniqueConstraint("org_id", "run_id", "sequence"),
         UniqueConstraint("org_id", "run_id", "id"),
+        # Each deleted checkpoint's SET NULL looks up its children: without this,
+        # deleting a run's n checkpoints reads n x n rows (5000 took 3 s).
+        Index("ix_agent_checkpoint_org_id_run_id_parent_id", "org_id", "run_id", "parent_id"),
     )
 
     run_id: Mapped[uuid.UUID]

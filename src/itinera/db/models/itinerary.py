@@ -35,6 +35,9 @@ class Itinerary(TenantMixin, Base):
         CheckConstraint("start_date <= end_date", name="date_range"),
         CheckConstraint("status IN ('draft', 'final')", name="status"),
         Index("ix_itinerary_org_id_created_by_id", "org_id", "created_by", "id"),
+        # The list filters, and the SET NULL a deleted run or destination fires.
+        Index("ix_itinerary_org_id_agent_run_id_id", "org_id", "agent_run_id", "id"),
+        Index("ix_itinerary_org_id_destination_id_id", "org_id", "destination_id", "id"),
         Index("ix_itinerary_status_updated_at", "status", "updated_at"),
         Index("ix_itinerary_status_end_date", "status", "end_date"),
     )

@@ -19,6 +19,8 @@ class Lead(TenantMixin, Base):
             ["chat_session.org_id", "chat_session.id"],
             ondelete="SET NULL (chat_session_id)",
         ),
+        # Found by a deleted or swept session, whose leads lose the link.
+        Index("ix_lead_org_id_chat_session_id", "org_id", "chat_session_id"),
         Index(
             "uq_lead_org_id_lower_email_source",
             "org_id",

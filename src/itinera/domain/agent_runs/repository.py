@@ -9,6 +9,14 @@ appends, so their numbers are distinct and, since a refused append rolls its
 increment back with it, without gaps. Tool calls and checkpoints share the
 counter.
 
+A run is deleted with its children, children first: one set-based DELETE per
+child table rather than the row-by-row cascade, then the run. The cascade stays
+as the backstop for a child appended meanwhile: the append holds the run's row
+lock, so the run's DELETE waits for it and its cascade sees the new row.
+
+A run may name its thread (``thread_id``, the client's name): a plain column,
+not a reference, so deleting a run leaves its thread and the other way round.
+
 Every statement is compiled once (variants — the filters of a list, the fields
 of a PATCH — on first use) and runs through the repository's verbs.
 """
@@ -25,6 +33,7 @@ from sqlalchemy import (
     CTE,
     String,
     bindparam,
+    delete,
     exists,
     func,
     insert,
@@ -41,8 +50,8 @@ from itinera.db.models import AgentToolCall as ToolCallRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import ErrorText, TenantRepository, paged
-from itinera.domain.agent_runs.schemas import AgentRun, Checkpoint, ToolCall
 from itinera.errors import ConflictError, InvalidInputError, NotFoundError
+from itinera_client.schemas.agent_runs import AgentRun, Checkpoint, ToolCall
 
 # Looked up by column name: the ORM attribute of "metadata" is ``metadata_``.
 RUN_COLUMNS = tuple(AgentRunRow.__table__.c[name] for name in AgentRun.__struct_fields__)
@@ -67,7 +76,7 @@ STAMPS: dict[str, str] = {
 }
 PARENT_CONSTRAINT = "fk_agent_checkpoint_parent"
 NO_SUCH_PARENT = "no such checkpoint in this run"
-WRITABLE = ("status", "plan", "error")
+WRITABLE = ("status", "plan", "error", "thread_id")
 
 # Named here, where ``list`` is still the builtin and not the repository's method.
 ToolCallPage = tuple[list[ToolCall], int | None]
@@ -85,12 +94,31 @@ CREATE = Prepared(
         status="queued",
         intent=bindparam("intent"),
         plan=bindparam("plan"),
+        thread_id=bindparam("thread_id"),
     )
     .returning(*RUN_COLUMNS)
 )
 GET = Prepared(select(*RUN_COLUMNS).where(_RUN_ORG, _RUN_ID))
 EXISTS = Prepared(select(exists().where(_RUN_ORG, _RUN_ID)))
 STATUS = Prepared(select(AgentRunRow.status).where(_RUN_ORG, _RUN_ID))
+
+
+def _delete_children() -> Prepared:
+    """Both kinds of a run's children in one statement (siblings: their order is free)."""
+    tool_calls = (
+        delete(ToolCallRow)
+        .where(ToolCallRow.org_id == bindparam("org_id"), ToolCallRow.run_id == bindparam("id"))
+        .cte("tool_calls")
+    )
+    return Prepared(
+        delete(CheckpointRow)
+        .where(CheckpointRow.org_id == bindparam("org_id"), CheckpointRow.run_id == bindparam("id"))
+        .add_cte(tool_calls)
+    )
+
+
+DELETE_CHILDREN = _delete_children()
+DELETE = Prepared(delete(AgentRunRow).where(_RUN_ORG, _RUN_ID).returning(AgentRunRow.id))
 
 
 @functools.cache
@@ -107,12 +135,14 @@ def _update(fields: frozenset[str], stamp: str | None) -> Prepared:
 
 
 @functools.cache
-def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
+def _list(by_creator: bool, by_status: bool, by_thread: bool, after: bool) -> Prepared:
     statement = select(*RUN_COLUMNS).where(_RUN_ORG)
     if by_creator:
         statement = statement.where(AgentRunRow.created_by == bindparam("created_by"))
     if by_status:
         statement = statement.where(AgentRunRow.status == bindparam("status"))
+    if by_thread:
+        statement = statement.where(AgentRunRow.thread_id == bindparam("thread_id"))
     return paged(statement, AgentRunRow.id, after=after)
 
 
@@ -182,6 +212,13 @@ def _checkpoints(after: bool) -> Prepared:
     return _children(CheckpointRow, CheckpointRow.sequence, CHECKPOINT_COLUMNS, after)
 
 
+CHECKPOINT = Prepared(
+    select(*CHECKPOINT_COLUMNS).where(
+        CheckpointRow.org_id == bindparam("org_id"),
+        CheckpointRow.run_id == bindparam("run_id"),
+        CheckpointRow.id == bindparam("id"),
+    )
+)
 LATEST_CHECKPOINT = Prepared(
     select(*CHECKPOINT_COLUMNS)
     .where(CheckpointRow.org_id == bindparam("org_id"), CheckpointRow.run_id == bindparam("run_id"))
@@ -203,8 +240,17 @@ def _checkpoint(row: asyncpg.Record) -> Checkpoint:
 
 
 class AgentRunRepository(TenantRepository):
-    async def create(self, created_by: uuid.UUID, intent: str, plan: dict[str, Any]) -> AgentRun:
-        row = await self.one(CREATE, id=new_id(), created_by=created_by, intent=intent, plan=plan)
+    async def create(
+        self, created_by: uuid.UUID, intent: str, plan: dict[str, Any], thread_id: str | None
+    ) -> AgentRun:
+        row = await self.one(
+            CREATE,
+            id=new_id(),
+            created_by=created_by,
+            intent=intent,
+            plan=plan,
+            thread_id=thread_id,
+        )
         assert row is not None
         return _run(row)
 
@@ -219,12 +265,28 @@ class AgentRunRepository(TenantRepository):
         after: uuid.UUID | None,
         created_by: uuid.UUID | None,
         status: str | None,
+        thread_id: str | None,
     ) -> tuple[list[AgentRun], uuid.UUID | None]:
-        statement = _list(created_by is not None, status is not None, after is not None)
+        statement = _list(
+            created_by is not None, status is not None, thread_id is not None, after is not None
+        )
         rows, next_key = await self.page(
-            statement, "id", limit=limit, after=after, created_by=created_by, status=status
+            statement,
+            "id",
+            limit=limit,
+            after=after,
+            created_by=created_by,
+            status=status,
+            thread_id=thread_id,
         )
         return [_run(row) for row in rows], next_key
+
+    async def delete(self, run_id: uuid.UUID) -> None:
+        """The run with its tool calls and checkpoints; its thread and the itineraries
+        that name it stay (they lose the link)."""
+        await self.execute(DELETE_CHILDREN, id=run_id)
+        if await self.one(DELETE, id=run_id) is None:
+            raise NotFoundError("no such agent run")
 
     async def update(self, run_id: uuid.UUID, values: dict[str, Any]) -> AgentRun:
         """Change fields; a new ``status`` must be a legal move from the stored one."""
@@ -294,6 +356,13 @@ class AgentRunRepository(TenantRepository):
         if not rows:
             await self._require(run_id)
         return [_checkpoint(row) for row in rows], next_key
+
+    async def checkpoint(self, run_id: uuid.UUID, checkpoint_id: uuid.UUID) -> Checkpoint:
+        row = await self.one(CHECKPOINT, run_id=run_id, id=checkpoint_id)
+        if row is None:
+            await self._require(run_id)
+            raise NotFoundError("no such checkpoint in this run")
+        return _checkpoint(row)
 
     async def latest_checkpoint(self, run_id: uuid.UUID) -> Checkpoint:
         """One backward step on the (org_id, run_id, sequence) unique index."""

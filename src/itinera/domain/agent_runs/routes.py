@@ -5,7 +5,11 @@ import uuid
 from starlette.responses import Response
 
 from itinera.domain.agent_runs.repository import AgentRunRepository
-from itinera.domain.agent_runs.schemas import (
+from itinera.domain.changes import changes_of
+from itinera.errors import NotFoundError
+from itinera.http import JSONResponse
+from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.agent_runs import (
     AgentRun,
     AgentRunCreate,
     AgentRunListQuery,
@@ -15,11 +19,7 @@ from itinera.domain.agent_runs.schemas import (
     ToolCall,
     ToolCallCreate,
 )
-from itinera.domain.types import changes_of
-from itinera.errors import NotFoundError
-from itinera.http import JSONResponse
-from itinera.pagination import Page, PageQuery
-from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.pagination import Page, PageQuery
 
 api = Api(tag="agent runs")
 
@@ -35,6 +35,7 @@ async def list_agent_runs(ctx: Context, query: AgentRunListQuery) -> Response:
         after=ctx.after(query.cursor, uuid.UUID),
         created_by=query.user_id,
         status=query.status,
+        thread_id=query.thread_id,
     )
     return JSONResponse(ctx.page(runs, next_key))
 
@@ -48,7 +49,9 @@ async def list_agent_runs(ctx: Context, query: AgentRunListQuery) -> Response:
     idempotency=Idempotency.REQUIRED,
 )
 async def create_agent_run(ctx: Context, body: AgentRunCreate) -> Response:
-    run = await _repository(ctx).create(ctx.principal.user_id, body.intent, body.plan)
+    run = await _repository(ctx).create(
+        ctx.principal.user_id, body.intent, body.plan, body.thread_id
+    )
     return JSONResponse(run, status_code=201, headers={"Location": f"/v1/agent-runs/{run.id}"})
 
 
@@ -73,6 +76,16 @@ async def update_agent_run(ctx: Context, body: AgentRunUpdate) -> Response:
     if run is None:
         raise NotFoundError("no such agent run")
     return JSONResponse(run)
+
+
+@api.delete(
+    "/v1/agent-runs/{id:uuid}",
+    summary="Delete a run with its tool calls and checkpoints (its thread stays)",
+    statuses=(404,),
+)
+async def delete_agent_run(ctx: Context) -> Response:
+    await _repository(ctx).delete(ctx.path_id())
+    return Response(status_code=204)
 
 
 @api.get(
@@ -141,4 +154,15 @@ async def append_checkpoint(ctx: Context, body: CheckpointCreate) -> Response:
 )
 async def latest_checkpoint(ctx: Context) -> Response:
     checkpoint = await _repository(ctx).latest_checkpoint(ctx.path_id())
+    return JSONResponse(checkpoint)
+
+
+@api.get(
+    "/v1/agent-runs/{id:uuid}/checkpoints/{checkpoint_id:uuid}",
+    summary="One checkpoint of a run",
+    response=Checkpoint,
+    statuses=(404,),
+)
+async def get_agent_run_checkpoint(ctx: Context) -> Response:
+    checkpoint = await _repository(ctx).checkpoint(ctx.path_id(), ctx.path_id("checkpoint_id"))
     return JSONResponse(checkpoint)

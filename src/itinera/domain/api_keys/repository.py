@@ -17,7 +17,7 @@ from itinera.db.models import ApiKey as ApiKeyRow
 from itinera.db.models import AppUser, new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import ErrorText, TenantRepository, paged
-from itinera.domain.api_keys.schemas import ApiKey
+from itinera_client.schemas.api_keys import ApiKey
 
 _COLUMNS = tuple(ApiKeyRow.__table__.c[name] for name in ApiKey.__struct_fields__)
 

@@ -9,12 +9,12 @@ import msgspec
 from starlette.responses import Response
 
 from itinera.domain.api_keys.repository import ApiKeyRepository
-from itinera.domain.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyListQuery
 from itinera.errors import InvalidInputError, NotFoundError
 from itinera.http import JSONResponse
-from itinera.pagination import Page
 from itinera.routing import Api, Context, Idempotency
 from itinera.security.tokens import new_api_key, token_hash
+from itinera_client.schemas.api_keys import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyListQuery
+from itinera_client.schemas.pagination import Page
 
 api = Api(tag="api-keys")
 

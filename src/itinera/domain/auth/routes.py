@@ -5,10 +5,10 @@ from datetime import timedelta
 from starlette.responses import Response
 
 from itinera.buckets import login_buckets, refresh_bucket
-from itinera.domain.auth.schemas import LoginRequest, RefreshRequest, TokenPair
 from itinera.domain.auth.service import AuthService
 from itinera.http import JSONResponse
 from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.auth import LoginRequest, RefreshRequest, TokenPair
 
 api = Api(tag="auth")
 

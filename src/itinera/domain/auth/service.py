@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.domain.auth.repository import RefreshTokenRepository
-from itinera.domain.auth.schemas import TokenPair
 from itinera.domain.orgs.repository import OrgRepository
 from itinera.domain.users.repository import UserRepository
 from itinera.errors import AuthenticationError
@@ -19,6 +18,7 @@ from itinera.security.tokens import (
     refresh_token_org,
     token_hash,
 )
+from itinera_client.schemas.auth import TokenPair
 
 # One answer for unknown org, unknown user, wrong password and disabled user.
 INVALID_CREDENTIALS = "the org, email or password is not right"

@@ -1,7 +1,11 @@
 """Chat sessions live 24 h after their last message; expiry is enforced on every read.
 
 An expired session is treated as gone (404) until the sweeper reclaims it, and
-nothing revives it: the renewal itself only matches a live session.
+nothing revives it: the renewal itself only matches a live session. Deleting is
+the exception: it erases a session whether or not it has expired, so an erasure
+never waits for the sweeper. Its messages go first, in one set-based DELETE;
+leads that link it keep their row and lose the link (the foreign key's
+``SET NULL (chat_session_id)``, which leaves ``org_id`` alone).
 """
 
 from __future__ import annotations
@@ -11,15 +15,15 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 
 from itinera.db.models import ChatMessage as MessageRow
 from itinera.db.models import ChatSession as SessionRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import TenantRepository, paged
-from itinera.domain.chat.schemas import ChatMessage, ChatSession
 from itinera.errors import NotFoundError
+from itinera_client.schemas.chat import ChatMessage, ChatSession
 
 # Added to the database's now(), never to the replica's clock.
 SESSION_TTL = timedelta(hours=24)
@@ -44,6 +48,12 @@ CREATE_SESSION = Prepared(
 )
 GET_SESSION = Prepared(select(*SESSION_COLUMNS).where(_ORG, _SESSION, _LIVE))
 SESSION_IS_LIVE = Prepared(select(exists().where(_ORG, _SESSION, _LIVE)))
+DELETE_MESSAGES = Prepared(
+    delete(MessageRow).where(
+        MessageRow.org_id == bindparam("org_id"), MessageRow.session_id == bindparam("session_id")
+    )
+)
+DELETE_SESSION = Prepared(delete(SessionRow).where(_ORG, _SESSION).returning(SessionRow.id))
 
 
 def _add_message() -> Prepared:
@@ -114,6 +124,12 @@ class ChatRepository(TenantRepository):
             statement, "id", limit=limit, after=after, created_by=created_by
         )
         return [ChatSession(**dict(row.items())) for row in rows], next_key
+
+    async def delete_session(self, session_id: uuid.UUID) -> None:
+        """The session and its messages, expired or not."""
+        await self.execute(DELETE_MESSAGES, session_id=session_id)
+        if await self.one(DELETE_SESSION, session_id=session_id) is None:
+            raise NotFoundError("no such chat session")
 
     async def add_message(
         self, session_id: uuid.UUID, role: str, content: str, metadata: dict[str, Any]

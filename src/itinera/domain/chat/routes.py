@@ -9,7 +9,11 @@ from starlette.types import Scope
 from itinera import scope as request_scope
 from itinera.buckets import per_user
 from itinera.domain.chat.repository import ChatRepository
-from itinera.domain.chat.schemas import (
+from itinera.domain.knowledge.search import KnowledgeSearch
+from itinera.errors import NotFoundError
+from itinera.http import UNDECODABLE, JSONResponse
+from itinera.routing import Api, Context
+from itinera_client.schemas.chat import (
     ChatMessage,
     ChatMessageCreate,
     ChatMessagePosted,
@@ -17,12 +21,8 @@ from itinera.domain.chat.schemas import (
     ChatSessionCreate,
     ChatSessionListQuery,
 )
-from itinera.domain.knowledge.schemas import SearchResult
-from itinera.domain.knowledge.search import KnowledgeSearch
-from itinera.errors import NotFoundError
-from itinera.http import UNDECODABLE, JSONResponse
-from itinera.pagination import Page, PageQuery
-from itinera.routing import Api, Context
+from itinera_client.schemas.knowledge import SearchResult
+from itinera_client.schemas.pagination import Page, PageQuery
 
 api = Api(tag="chat")
 
@@ -71,6 +71,16 @@ async def get_chat_session(ctx: Context) -> Response:
     if session is None:
         raise NotFoundError("no such chat session")
     return JSONResponse(session)
+
+
+@api.delete(
+    "/v1/chat/sessions/{id:uuid}",
+    summary="Delete a chat session (expired too) and its messages; its leads lose the link",
+    statuses=(404,),
+)
+async def delete_chat_session(ctx: Context) -> Response:
+    await _repository(ctx).delete_session(ctx.path_id())
+    return Response(status_code=204)
 
 
 @api.get(

@@ -19,8 +19,8 @@ from itinera.db.models import DiveSite as DiveSiteRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import ErrorText, TenantRepository, paged
-from itinera.domain.destinations.schemas import Destination, DiveSite
 from itinera.errors import NotFoundError
+from itinera_client.schemas.destinations import Destination, DiveSite
 
 # Core tables (declarative types __table__ as a FromClause); columns are looked up
 # by name: the ORM attribute of "metadata" is ``metadata_``.
@@ -112,8 +112,10 @@ def _update_destination(fields: frozenset[str]) -> Prepared:
 
 
 @functools.cache
-def _list_destinations(after: bool) -> Prepared:
+def _list_destinations(by_country: bool, after: bool) -> Prepared:
     statement = select(*DESTINATION_COLUMNS).where(_DESTINATION_ORG)
+    if by_country:
+        statement = statement.where(DESTINATIONS.c.country == bindparam("country"))
     return paged(statement, DESTINATIONS.c.id, after=after)
 
 
@@ -133,10 +135,16 @@ def _update_dive_site(fields: frozenset[str]) -> Prepared:
 
 
 @functools.cache
-def _list_dive_sites(after: bool) -> Prepared:
+def _list_dive_sites(by_difficulty: bool, by_depth: bool, after: bool) -> Prepared:
     statement = select(*DIVE_SITE_COLUMNS).where(
         _DIVE_SITE_ORG, DIVE_SITES.c.destination_id == bindparam("destination_id")
     )
+    if by_difficulty:
+        statement = statement.where(DIVE_SITES.c.difficulty == bindparam("difficulty"))
+    if by_depth:
+        # No deeper than the limit: the site's deepest point is within it.
+        limit = bindparam("max_depth_m", type_=DIVE_SITES.c.max_depth_m.type)
+        statement = statement.where(DIVE_SITES.c.max_depth_m <= limit)
     return paged(statement, DIVE_SITES.c.id, after=after)
 
 
@@ -164,10 +172,10 @@ class DestinationRepository(TenantRepository):
         return _destination(row) if row else None
 
     async def list(
-        self, *, limit: int, after: uuid.UUID | None
+        self, *, limit: int, after: uuid.UUID | None, country: str | None = None
     ) -> tuple[list[Destination], uuid.UUID | None]:
-        statement = _list_destinations(after is not None)
-        rows, next_key = await self.page(statement, "id", limit=limit, after=after)
+        statement = _list_destinations(country is not None, after is not None)
+        rows, next_key = await self.page(statement, "id", limit=limit, after=after, country=country)
         return [_destination(row) for row in rows], next_key
 
     async def update(self, destination_id: uuid.UUID, values: dict[str, Any]) -> Destination:
@@ -198,11 +206,25 @@ class DiveSiteRepository(TenantRepository):
         return _dive_site(row) if row else None
 
     async def list(
-        self, destination_id: uuid.UUID, *, limit: int, after: uuid.UUID | None
+        self,
+        destination_id: uuid.UUID,
+        *,
+        limit: int,
+        after: uuid.UUID | None,
+        difficulty: str | None = None,
+        max_depth_m: int | None = None,
     ) -> tuple[list[DiveSite], uuid.UUID | None]:
-        statement = _list_dive_sites(after is not None)
+        statement = _list_dive_sites(
+            difficulty is not None, max_depth_m is not None, after is not None
+        )
         rows, next_key = await self.page(
-            statement, "id", limit=limit, destination_id=destination_id, after=after
+            statement,
+            "id",
+            limit=limit,
+            destination_id=destination_id,
+            after=after,
+            difficulty=difficulty,
+            max_depth_m=None if max_depth_m is None else float(max_depth_m),
         )
         # Only an empty page can hide a missing destination: ask just then.
         if not rows and not await self.scalar(HAS_DESTINATION, id=destination_id):

@@ -1,30 +1,35 @@
 from __future__ import annotations
 
 import uuid
+import zoneinfo
 
 from starlette.responses import Response
 
+from itinera.domain.changes import changes_of
 from itinera.domain.destinations.repository import (
     DEPTH_RULE,
     DestinationRepository,
     DiveSiteRepository,
 )
-from itinera.domain.destinations.schemas import (
-    KNOWN_TIMEZONES,
+from itinera.errors import InvalidInputError, NotFoundError
+from itinera.http import JSONResponse
+from itinera.routing import Api, Context
+from itinera_client.schemas.destinations import (
     Destination,
     DestinationCreate,
+    DestinationListQuery,
     DestinationUpdate,
     DiveSite,
     DiveSiteCreate,
+    DiveSiteListQuery,
     DiveSiteUpdate,
 )
-from itinera.domain.types import changes_of
-from itinera.errors import InvalidInputError, NotFoundError
-from itinera.http import JSONResponse
-from itinera.pagination import Page, PageQuery
-from itinera.routing import Api, Context
+from itinera_client.schemas.pagination import Page
 
 api = Api(tag="destinations")
+
+# Read once: listing the zone database walks the filesystem.
+KNOWN_TIMEZONES = frozenset(zoneinfo.available_timezones())
 
 
 def _destinations(ctx: Context) -> DestinationRepository:
@@ -46,10 +51,14 @@ def _check_depths(minimum: object, maximum: object) -> None:
         raise InvalidInputError.at("/max_depth_m", DEPTH_RULE)
 
 
-@api.get("/v1/destinations", summary="List destinations, newest first", response=Page[Destination])
-async def list_destinations(ctx: Context, query: PageQuery) -> Response:
+@api.get(
+    "/v1/destinations",
+    summary="List destinations, newest first; filter by country",
+    response=Page[Destination],
+)
+async def list_destinations(ctx: Context, query: DestinationListQuery) -> Response:
     destinations, next_key = await _destinations(ctx).list(
-        limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
+        limit=query.limit, after=ctx.after(query.cursor, uuid.UUID), country=query.country
     )
     return JSONResponse(ctx.page(destinations, next_key))
 
@@ -105,13 +114,17 @@ async def delete_destination(ctx: Context) -> Response:
 
 @api.get(
     "/v1/destinations/{id:uuid}/dive-sites",
-    summary="List a destination's dive sites, newest first",
+    summary="List a destination's dive sites, newest first; filter by difficulty and depth",
     response=Page[DiveSite],
     statuses=(404,),
 )
-async def list_dive_sites(ctx: Context, query: PageQuery) -> Response:
+async def list_dive_sites(ctx: Context, query: DiveSiteListQuery) -> Response:
     dive_sites, next_key = await _dive_sites(ctx).list(
-        ctx.path_id(), limit=query.limit, after=ctx.after(query.cursor, uuid.UUID)
+        ctx.path_id(),
+        limit=query.limit,
+        after=ctx.after(query.cursor, uuid.UUID),
+        difficulty=query.difficulty,
+        max_depth_m=query.max_depth_m,
     )
     return JSONResponse(ctx.page(dive_sites, next_key))
 

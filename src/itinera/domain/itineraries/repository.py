@@ -18,8 +18,8 @@ from itinera.db.models import Itinerary as ItineraryRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import ErrorText, TenantRepository, paged
-from itinera.domain.itineraries.schemas import Itinerary, ItineraryCreate
 from itinera.errors import NotFoundError, StaleVersionError
+from itinera_client.schemas.itineraries import Itinerary, ItineraryCreate
 
 COLUMNS = tuple(ItineraryRow.__table__.c[name] for name in Itinerary.__struct_fields__)
 WRITABLE = ("title", "start_date", "end_date", "status", "data", "agent_run_id", "destination_id")
@@ -69,12 +69,11 @@ def _update(fields: frozenset[str]) -> Prepared:
 
 
 @functools.cache
-def _list(by_creator: bool, by_status: bool, after: bool) -> Prepared:
+def _list(filters: frozenset[str], after: bool) -> Prepared:
+    """A page where each column named in ``filters`` equals the parameter of its name."""
     statement = select(*COLUMNS).where(_ORG)
-    if by_creator:
-        statement = statement.where(ItineraryRow.created_by == bindparam("created_by"))
-    if by_status:
-        statement = statement.where(ItineraryRow.status == bindparam("status"))
+    for name in sorted(filters):
+        statement = statement.where(ItineraryRow.__table__.c[name] == bindparam(name))
     return paged(statement, ItineraryRow.id, after=after)
 
 
@@ -104,13 +103,21 @@ class ItineraryRepository(TenantRepository):
         *,
         limit: int,
         after: uuid.UUID | None,
-        created_by: uuid.UUID | None,
-        status: str | None,
+        created_by: uuid.UUID | None = None,
+        status: str | None = None,
+        destination_id: uuid.UUID | None = None,
+        agent_run_id: uuid.UUID | None = None,
     ) -> tuple[list[Itinerary], uuid.UUID | None]:
-        statement = _list(created_by is not None, status is not None, after is not None)
-        rows, next_key = await self.page(
-            statement, "id", limit=limit, after=after, created_by=created_by, status=status
-        )
+        """A page newest first; each filter given (not None) must match."""
+        given = {
+            "created_by": created_by,
+            "status": status,
+            "destination_id": destination_id,
+            "agent_run_id": agent_run_id,
+        }
+        filters = {name: value for name, value in given.items() if value is not None}
+        statement = _list(frozenset(filters), after is not None)
+        rows, next_key = await self.page(statement, "id", limit=limit, after=after, **filters)
         return [_itinerary(row) for row in rows], next_key
 
     async def update(

@@ -5,19 +5,19 @@ from datetime import date
 
 from starlette.responses import Response
 
+from itinera.domain.changes import changes_of
 from itinera.domain.itineraries.repository import DATE_RULE, ItineraryRepository
-from itinera.domain.itineraries.schemas import (
+from itinera.errors import InvalidInputError, NotFoundError
+from itinera.etags import etag, none_match, versions_allowed, versions_required
+from itinera.http import JSONResponse
+from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.itineraries import (
     Itinerary,
     ItineraryCreate,
     ItineraryListQuery,
     ItineraryUpdate,
 )
-from itinera.domain.types import changes_of
-from itinera.errors import InvalidInputError, NotFoundError
-from itinera.etags import etag, none_match, versions_allowed, versions_required
-from itinera.http import JSONResponse
-from itinera.pagination import Page
-from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.pagination import Page
 
 api = Api(tag="itineraries")
 
@@ -45,6 +45,8 @@ async def list_itineraries(ctx: Context, query: ItineraryListQuery) -> Response:
         after=ctx.after(query.cursor, uuid.UUID),
         created_by=query.user_id,
         status=query.status,
+        destination_id=query.destination_id,
+        agent_run_id=query.agent_run_id,
     )
     return JSONResponse(ctx.page(items, next_key))
 

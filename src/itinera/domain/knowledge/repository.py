@@ -49,14 +49,14 @@ from itinera.db.models import Embedding, new_id
 from itinera.db.models import KnowledgeItem as ItemRow
 from itinera.db.prepared import Prepared
 from itinera.db.repository import TenantRepository, paged
-from itinera.domain.knowledge.schemas import (
+from itinera.domain.knowledge.vectors import unit
+from itinera_client.schemas.knowledge import (
     Chunk,
     ChunkIn,
     KnowledgeCreate,
     KnowledgeItem,
     KnowledgeSummary,
 )
-from itinera.domain.knowledge.vectors import unit
 
 ITEM_COLUMNS = (
     ItemRow.id,

@@ -13,7 +13,12 @@ import uuid
 from starlette.responses import Response
 
 from itinera.domain.knowledge.repository import KnowledgeRepository
-from itinera.domain.knowledge.schemas import (
+from itinera.domain.knowledge.search import KnowledgeSearch
+from itinera.domain.knowledge.vectors import vector_errors
+from itinera.errors import InvalidInputError, NotFoundError
+from itinera.http import JSONResponse
+from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.knowledge import (
     KnowledgeCreate,
     KnowledgeItem,
     KnowledgeKeyQuery,
@@ -22,12 +27,7 @@ from itinera.domain.knowledge.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from itinera.domain.knowledge.search import KnowledgeSearch
-from itinera.domain.knowledge.vectors import vector_errors
-from itinera.errors import InvalidInputError, NotFoundError
-from itinera.http import JSONResponse
-from itinera.pagination import Page
-from itinera.routing import Api, Context, Idempotency
+from itinera_client.schemas.pagination import Page
 
 api = Api(tag="knowledge")
 

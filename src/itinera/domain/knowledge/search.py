@@ -37,9 +37,9 @@ from itinera.db.models import Embedding
 from itinera.db.models import KnowledgeItem as ItemRow
 from itinera.db.prepared import Prepared
 from itinera.db.repository import TenantRepository
-from itinera.domain.knowledge.schemas import SearchRequest, SearchResult
 from itinera.domain.knowledge.terms import distinct_websearch, first_distinct_words
 from itinera.domain.knowledge.vectors import unit
+from itinera_client.schemas.knowledge import SearchRequest, SearchResult
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.)
 

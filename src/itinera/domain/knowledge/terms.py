@@ -7,8 +7,8 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from itinera.domain.knowledge.schemas import MAX_QUERY_TERMS
 from itinera.errors import InvalidInputError
+from itinera_client.schemas.knowledge import MAX_QUERY_TERMS
 
 # websearch syntax: an optional "-" (blanks may follow it, as in PostgreSQL), then a
 # quoted phrase (an unclosed quote runs to the end) or a run of anything but blanks

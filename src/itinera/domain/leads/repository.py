@@ -12,14 +12,15 @@ import uuid
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Integer, String, Table, bindparam, column, func, select
+from sqlalchemy import Integer, String, Table, bindparam, column, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from itinera.db.models import Lead as LeadRow
 from itinera.db.models import new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import TenantRepository, paged
-from itinera.domain.leads.schemas import Lead
+from itinera.errors import NotFoundError
+from itinera_client.schemas.leads import Lead
 
 # Declarative types __table__ as a FromClause; an upsert needs the Table itself.
 LEADS = cast(Table, LeadRow.__table__)
@@ -33,6 +34,10 @@ CAPTURE_KEY = (LEADS.c.org_id, func.lower(LEADS.c.email), LEADS.c.source)
 WAS_INSERTED = (column("xmax", Integer) == 0).label("inserted")
 
 _ORG = LEADS.c.org_id == bindparam("org_id")
+_ID = LEADS.c.id == bindparam("id")
+
+GET = Prepared(select(*COLUMNS).where(_ORG, _ID))
+DELETE = Prepared(delete(LEADS).where(_ORG, _ID))
 
 
 @functools.cache
@@ -84,6 +89,14 @@ class LeadRepository(TenantRepository):
         fields = dict(row.items())
         created = fields.pop("inserted")
         return Lead(**fields), created
+
+    async def get(self, lead_id: uuid.UUID) -> Lead | None:
+        row = await self.one(GET, id=lead_id)
+        return _lead(row) if row else None
+
+    async def delete(self, lead_id: uuid.UUID) -> None:
+        if not await self.execute(DELETE, id=lead_id):
+            raise NotFoundError("no such lead")
 
     async def list(
         self,

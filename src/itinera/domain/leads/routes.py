@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlencode
 
 from starlette.responses import Response
 
+from itinera.domain.changes import changes_of
 from itinera.domain.leads.repository import LeadRepository
-from itinera.domain.leads.schemas import Lead, LeadCapture, LeadListQuery
-from itinera.domain.types import changes_of
+from itinera.errors import NotFoundError
 from itinera.http import JSONResponse
-from itinera.pagination import Page
 from itinera.routing import Api, Context
+from itinera_client.schemas.leads import Lead, LeadCapture, LeadListQuery
+from itinera_client.schemas.pagination import Page
 
 api = Api(tag="leads")
 
@@ -45,6 +45,18 @@ async def capture_lead(ctx: Context, body: LeadCapture) -> Response:
     lead, created = await _repository(ctx).capture(changes_of(body))
     if not created:
         return JSONResponse(lead)
-    # Leads have no URL of their own: this list answers exactly the new lead.
-    location = "/v1/leads?" + urlencode({"email": lead.email, "source": lead.source})
-    return JSONResponse(lead, status_code=201, headers={"Location": location})
+    return JSONResponse(lead, status_code=201, headers={"Location": f"/v1/leads/{lead.id}"})
+
+
+@api.get("/v1/leads/{id:uuid}", summary="One lead", response=Lead, statuses=(404,))
+async def get_lead(ctx: Context) -> Response:
+    lead = await _repository(ctx).get(ctx.path_id())
+    if lead is None:
+        raise NotFoundError("no such lead")
+    return JSONResponse(lead)
+
+
+@api.delete("/v1/leads/{id:uuid}", summary="Delete a lead", statuses=(404,))
+async def delete_lead(ctx: Context) -> Response:
+    await _repository(ctx).delete(ctx.path_id())
+    return Response(status_code=204)

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from itinera.db.models import AppUser, new_id
 from itinera.db.prepared import Prepared
 from itinera.db.repository import ErrorText, TenantRepository, paged
-from itinera.domain.users.schemas import User
+from itinera_client.schemas.users import User
 
 _COLUMNS = tuple(AppUser.__table__.c[name] for name in User.__struct_fields__)
 

@@ -5,14 +5,14 @@ import uuid
 from msgspec import UNSET
 from starlette.responses import Response
 
-from itinera.domain.auth.schemas import Me, MeOrg, MeUser
 from itinera.domain.orgs.repository import OrgRepository
 from itinera.domain.users.repository import UserRepository
-from itinera.domain.users.schemas import User, UserCreate, UserUpdate
 from itinera.errors import ConflictError, NotFoundError, PermissionDeniedError
 from itinera.http import JSONResponse
-from itinera.pagination import Page, PageQuery
 from itinera.routing import Api, Context
+from itinera_client.schemas.auth import Me, MeOrg, MeUser
+from itinera_client.schemas.pagination import Page, PageQuery
+from itinera_client.schemas.users import User, UserCreate, UserUpdate
 
 api = Api(tag="users")
 

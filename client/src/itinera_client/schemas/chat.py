@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from itinera.domain.knowledge.schemas import SearchResult
-from itinera.domain.types import JsonObject
-from itinera.pagination import PageQuery
+from itinera_client.schemas.knowledge import SearchResult
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import JsonObject
 
 ChatRole = Literal["user", "assistant", "system", "tool"]
 # A turn of a conversation, possibly a long assistant answer; never empty.

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from itinera.domain.types import JsonObject
-from itinera.pagination import PageQuery
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import JsonObject
 
 Source = Annotated[str, Meta(min_length=1, max_length=2048)]
 # Any text of 1-255 characters (slashes, spaces, Unicode), stored and matched as

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-import zoneinfo
 from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from itinera.domain.types import (
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import (
     CountryCode,
     JsonObject,
     Latitude,
@@ -20,9 +20,6 @@ from itinera.domain.types import (
     Slug,
 )
 
-# Read once: listing the zone database walks the filesystem.
-KNOWN_TIMEZONES = frozenset(zoneinfo.available_timezones())
-
 Timezone = Annotated[
     str, Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Africa/Cairo"])
 ]
@@ -31,6 +28,10 @@ Timezone = Annotated[
 Depth = Annotated[float, Meta(ge=0, le=11_000, description="metres below the surface")]
 Certification = Annotated[str, Meta(min_length=1, max_length=100, examples=["PADI Advanced"])]
 Difficulty = Literal["beginner", "intermediate", "advanced"]
+# Whole metres: a query parameter is read as a number only when it is an integer.
+DepthLimit = Annotated[
+    int, Meta(ge=0, le=11_000, description="sites whose max_depth_m is at most this many metres")
+]
 
 
 class Destination(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +59,10 @@ class DestinationCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         LongText, Meta(examples=["Shore dives on the Gulf of Aqaba, the Blue Hole among them."])
     ] = ""
     metadata: JsonObject = msgspec.field(default_factory=dict)
+
+
+class DestinationListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
+    country: CountryCode | None = None
 
 
 class DestinationUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -108,3 +113,8 @@ class DiveSiteUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     lat: Latitude | UnsetType = UNSET
     lon: Longitude | UnsetType = UNSET
     metadata: JsonObject | UnsetType = UNSET
+
+
+class DiveSiteListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
+    difficulty: Difficulty | None = None
+    max_depth_m: DepthLimit | None = None

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from itinera.domain.types import JsonObject, Title
-from itinera.pagination import PageQuery
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import JsonObject, Title
 
 ItineraryStatus = Literal["draft", "final"]
 # For the OpenAPI document: what a planner might keep in `data`, which the service never reads.
@@ -62,3 +62,5 @@ class ItineraryUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 class ItineraryListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     user_id: uuid.UUID | None = None
     status: ItineraryStatus | None = None
+    destination_id: uuid.UUID | None = None
+    agent_run_id: uuid.UUID | None = None

@@ -9,8 +9,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from itinera.domain.types import Name
-from itinera.pagination import PageQuery
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import Name
 
 Expiry = Annotated[
     datetime, Meta(tz=True, description="when the key stops working (UTC offset required)")

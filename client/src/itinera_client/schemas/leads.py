@@ -9,8 +9,8 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from itinera.domain.types import Email, JsonObject, Name
-from itinera.pagination import PageQuery
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import Email, JsonObject, Name
 
 # Free-form, as sales teams name their channels ("website", "chat", "dema-2027").
 LeadSource = Annotated[str, Meta(min_length=1, max_length=100, examples=["website"])]

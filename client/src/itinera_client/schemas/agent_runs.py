@@ -12,11 +12,24 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from itinera.domain.types import JsonObject, LongText, Name
-from itinera.pagination import PageQuery
+from itinera_client.schemas.pagination import PageQuery
+from itinera_client.schemas.types import JsonObject, LongText, Name
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Intent = Annotated[LongText, Meta(min_length=1)]
+# The client's name of the thread a run works in (LangGraph's ``thread_id``), stored
+# and matched as sent; only NUL, which PostgreSQL text cannot hold, is refused. Not a
+# reference: a run may name a thread that does not exist (yet, or any more).
+ThreadId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=255,
+        pattern="^[^\x00]+$",
+        description="the client's thread name: 1-255 characters, matched exactly",
+        examples=["support/ticket-4711"],
+    ),
+]
 
 
 class AgentRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,6 +37,7 @@ class AgentRun(msgspec.Struct, frozen=True, kw_only=True):
     created_by: uuid.UUID
     status: RunStatus
     intent: str
+    thread_id: str | None
     plan: dict[str, object]
     error: str | None
     created_at: datetime
@@ -37,6 +51,7 @@ class AgentRunCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     intent: Intent
     plan: JsonObject = msgspec.field(default_factory=dict)
+    thread_id: ThreadId | None = None
 
 
 class AgentRunUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,11 +60,13 @@ class AgentRunUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     status: RunStatus | UnsetType = UNSET
     plan: JsonObject | UnsetType = UNSET
     error: LongText | UnsetType | None = UNSET
+    thread_id: ThreadId | UnsetType | None = UNSET
 
 
 class AgentRunListQuery(PageQuery, kw_only=True, forbid_unknown_fields=True):
     user_id: uuid.UUID | None = None
     status: RunStatus | None = None
+    thread_id: ThreadId | None = None
 
 
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
-from msgspec import UNSET, Meta
+from msgspec import Meta
 
 Email = Annotated[
     str,
@@ -21,12 +20,3 @@ Longitude = Annotated[float, Meta(ge=-180, le=180)]
 # Free-form objects (metadata, profiles, plans): at most 100 top-level keys;
 # the body-size limit bounds the rest.
 JsonObject = Annotated[dict[str, Any], Meta(max_length=100)]
-
-
-def changes_of(update: msgspec.Struct, **renames: str) -> dict[str, Any]:
-    """The fields a PATCH body sets (absent fields are UNSET), keyed by column attribute."""
-    return {
-        renames.get(name, name): value
-        for name in update.__struct_fields__
-        if (value := getattr(update, name)) is not UNSET
-    }

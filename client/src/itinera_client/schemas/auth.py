@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from itinera.domain.types import Email
-from itinera.domain.users.schemas import RoleName
+from itinera_client.schemas.types import Email
+from itinera_client.schemas.users import RoleName
 
 Slug = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 # No length or pattern here: text that is not a refresh token is an invalid

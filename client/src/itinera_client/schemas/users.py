@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from itinera.domain.types import Email
+from itinera_client.schemas.types import Email
 
 Password = Annotated[str, Meta(min_length=8, max_length=1024)]
 RoleName = Literal["member", "admin"]
