@@ -19,11 +19,11 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from itinera.db.bootstrap import APP_ROLE
-from itinera.db.engine import create_engine
 from itinera.db.models import Itinerary
+from itinera.db.pool import Connect, driver_connect
 from itinera.settings import Settings
 from tests.support.app import running_app
 from tests.support.database import TEST_EMBEDDING_DIM, ScratchDatabase
@@ -293,17 +293,12 @@ async def test_server_connections_keep_nothing_of_a_request(
     assert advisory == 0
 
 
-async def driver(connection: AsyncConnection) -> asyncpg.Connection:
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
-
-
-async def run_a_statement_on_the_other_server_connection(engine: AsyncEngine) -> tuple[int, int]:
+async def run_a_statement_on_the_other_server_connection(connect: Connect) -> tuple[int, int]:
     """Run one statement in a transaction, then again in a transaction that PgBouncer
     is made to give another server connection; the two backends' pids."""
     statement = "SELECT pg_backend_pid()"
-    async with engine.connect() as a, engine.connect() as b, engine.connect() as c:
-        first, second, third = await driver(a), await driver(b), await driver(c)
+    first, second, third = await connect(), await connect(), await connect()
+    try:
         await first.execute("BEGIN")
         before = int(await first.fetchval(statement))
         await first.execute("COMMIT")
@@ -320,22 +315,21 @@ async def run_a_statement_on_the_other_server_connection(engine: AsyncEngine) ->
         finally:
             await first.execute("ROLLBACK")
             await holder.execute("COMMIT")
+    finally:
+        for connection in (first, second, third):
+            await connection.close()
     return before, after
 
 
 async def test_without_a_statement_cache_a_statement_moves_between_server_connections(
     pooled_url: str, settings: Settings
 ) -> None:
-    engine = create_engine(
+    connect = driver_connect(
         pooled_url,
         settings.replace(db_statement_cache_size=0),
         application_name="pgbouncer-tests",
-        driver_transactions=True,
     )
-    try:
-        before, after = await run_a_statement_on_the_other_server_connection(engine)
-    finally:
-        await engine.dispose()
+    before, after = await run_a_statement_on_the_other_server_connection(connect)
     assert before != after
 
 
@@ -345,11 +339,6 @@ async def test_the_default_statement_cache_breaks_behind_pgbouncer_in_transactio
     # Why the setting exists: the cached statement was prepared on the first
     # server connection and PgBouncer 1.18 does not carry it to the second.
     assert settings.db_statement_cache_size == 100
-    engine = create_engine(
-        pooled_url, settings, application_name="pgbouncer-tests", driver_transactions=True
-    )
-    try:
-        with pytest.raises(asyncpg.InvalidSQLStatementNameError, match="does not exist"):
-            await run_a_statement_on_the_other_server_connection(engine)
-    finally:
-        await engine.dispose()
+    connect = driver_connect(pooled_url, settings, application_name="pgbouncer-tests")
+    with pytest.raises(asyncpg.InvalidSQLStatementNameError, match="does not exist"):
+        await run_a_statement_on_the_other_server_connection(connect)

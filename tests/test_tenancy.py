@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from itinera.db.engine import create_engine
 from itinera.db.models import TENANT_TABLES, Destination, new_id
+from itinera.db.pool import DriverPool, request_pool
 from itinera.db.unit_of_work import TENANT_SETTING, UnitOfWork
 from itinera.domain.itineraries.repository import ItineraryRepository
 from itinera.domain.users.repository import UserRepository
@@ -32,28 +33,21 @@ async def app_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def owner_driver_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+async def owner_pool(settings: Settings) -> AsyncIterator[DriverPool]:
     """The owner role (RLS lets it see every org), transactions begun by the unit of work."""
     assert settings.admin_database_url is not None
-    engine = create_engine(
-        settings.admin_database_url,
-        settings,
-        application_name="tenancy-tests",
-        driver_transactions=True,
-    )
-    yield engine
-    await engine.dispose()
+    pool = request_pool(settings.admin_database_url, settings, application_name="tenancy-tests")
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture
-async def service_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """The service's own engine: transactions begun and ended by the unit of work."""
+async def service_pool(settings: Settings) -> AsyncIterator[DriverPool]:
+    """The service's own request pool: transactions begun and ended by the unit of work."""
     assert settings.database_url is not None
-    engine = create_engine(
-        settings.database_url, settings, application_name="tenancy-tests", driver_transactions=True
-    )
-    yield engine
-    await engine.dispose()
+    pool = request_pool(settings.database_url, settings, application_name="tenancy-tests")
+    yield pool
+    await pool.close()
 
 
 async def tables_with_org_id(engine: AsyncEngine) -> list[str]:
@@ -121,11 +115,11 @@ async def test_a_cross_tenant_insert_is_refused(
 
 
 async def test_repositories_filter_by_org_even_without_rls(
-    tenant: Tenant, other_tenant: Tenant, owner_driver_engine: AsyncEngine
+    tenant: Tenant, other_tenant: Tenant, owner_pool: DriverPool
 ) -> None:
     """Wall 1 alone: the owner's connection sees every org, the repository does not."""
     for org_id, found in ((tenant.org_id, True), (other_tenant.org_id, False)):
-        uow = UnitOfWork(owner_driver_engine, org_id)
+        uow = UnitOfWork(owner_pool, org_id)
         try:
             # RLS lets the owner see org A's user from org B's transaction...
             visible = await uow.fetchval(
@@ -140,10 +134,10 @@ async def test_repositories_filter_by_org_even_without_rls(
 
 
 async def test_rls_holds_even_when_a_repository_asks_for_the_wrong_org(
-    tenant: Tenant, other_tenant: Tenant, service_engine: AsyncEngine
+    tenant: Tenant, other_tenant: Tenant, service_pool: DriverPool
 ) -> None:
     """Wall 2 alone: a repository built for org A inside org B's transaction finds nothing."""
-    uow = UnitOfWork(service_engine, tenant.org_id)
+    uow = UnitOfWork(service_pool, tenant.org_id)
     # The opening message names org A, then (last, so it wins) sets org B for RLS.
     await uow.use_settings({TENANT_SETTING: str(other_tenant.org_id)})
     try:
@@ -162,27 +156,27 @@ async def test_the_setting_does_not_outlive_its_transaction(
     tenant: Tenant, settings: Settings
 ) -> None:
     assert settings.database_url is not None
-    engine = create_engine(
+    pool = request_pool(
         settings.database_url,
-        settings,
+        settings.replace(db_pool_size=1, db_max_overflow=0),
         application_name="tenancy-tests",
-        pool_size=1,
-        max_overflow=0,
-        driver_transactions=True,
     )
     try:
-        uow = UnitOfWork(engine, tenant.org_id)
+        uow = UnitOfWork(pool, tenant.org_id)
         assert await UserRepository(uow).get(tenant.admin.user_id)
         await uow.commit()
         await uow.close()
         # The same (only) pooled connection, next user: nothing of the last tenant.
-        async with engine.connect() as conn:
-            leftover = await conn.scalar(select(func.current_setting(TENANT_SETTING, True)))
-            users = await conn.scalar(text("SELECT count(*) FROM app_user"))
+        connection = await pool.acquire()
+        try:
+            leftover = await connection.fetchval("SELECT current_setting($1, true)", TENANT_SETTING)
+            users = await connection.fetchval("SELECT count(*) FROM app_user")
+        finally:
+            pool.release(connection)
         assert leftover in (None, "")
         assert users == 0
     finally:
-        await engine.dispose()
+        await pool.close()
 
 
 async def test_concurrent_requests_of_two_orgs_on_two_connections(

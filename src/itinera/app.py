@@ -19,7 +19,14 @@ from itinera.middleware.request_limits import RequestLimitsMiddleware
 from itinera.middleware.transaction import TransactionMiddleware
 from itinera.operations import api_operations
 from itinera.ops import openapi
-from itinera.routing import EndpointApp, Idempotency, Operation, build_routes, not_found
+from itinera.routing import (
+    EndpointApp,
+    Idempotency,
+    IndexedRouter,
+    Operation,
+    build_routes,
+    not_found,
+)
 from itinera.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,10 +98,12 @@ def create_app(
     answers anything left over, so those layers would only cost time.
     """
     metrics = Metrics()
-    app: ASGIApp = Router(
-        routes=build_routes([*all_operations(), *extra_operations], operation_chain),
-        default=not_found,
-        lifespan=make_lifespan(settings, metrics, span_processor),
+    app: ASGIApp = IndexedRouter(
+        Router(
+            routes=build_routes([*all_operations(), *extra_operations], operation_chain),
+            default=not_found,
+            lifespan=make_lifespan(settings, metrics, span_processor),
+        )
     )
     app = RequestLimitsMiddleware(
         app,

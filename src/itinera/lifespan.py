@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 
 from itinera.db.engine import Database
 from itinera.db.schema import ExpectedSchema, SchemaStatus, compare, expected_schema, observe_schema
-from itinera.metrics import Metrics
+from itinera.metrics import Metrics, QueuePoolUsage
 from itinera.pagination import CursorCodec
 from itinera.ratelimit import RateLimiter
 from itinera.resources import RememberedApiKeys, Resources
@@ -74,7 +74,7 @@ def open_redis(settings: Settings) -> Redis | RedisCluster:
 async def refuse_wrong_dimension(db: Database, schema: ExpectedSchema) -> None:
     """A configured embedding dimension that differs from the database's is fatal."""
     try:
-        async with db.app_engine.connect() as conn:
+        async with db.probe_engine.connect() as conn:
             status = compare(schema, await observe_schema(conn))
     except Exception as exc:  # an unreachable database is readiness's business
         log.warning("could not inspect the schema at startup: %s", type(exc).__name__)
@@ -115,7 +115,7 @@ def make_lifespan(
         secret = settings.jwt_secret
         schema = expected_schema(settings)
         db = Database.open(settings)
-        metrics.track_pools({"app": db.app_engine.pool, "owner": db.owner_engine.pool})
+        metrics.track_pools({"app": db.requests, "owner": QueuePoolUsage(db.owner_engine.pool)})
         redis = open_redis(settings)
         tracer: Tracer | None = None
         try:

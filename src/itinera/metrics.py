@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
@@ -141,6 +141,7 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
             registry=own,
         )
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         self.sweep_failures = Counter(
             "itinera_retention_sweep_failures_total",
             "Retention sweeps that failed, by policy.",
@@ -164,15 +165,29 @@ class Metrics:
     def observe_request(
         self, method: str, route: str, status: int, seconds: float, round_trips: RoundTrips
     ) -> None:
-        labels = (method, route, str(status))
-        self.requests.labels(*labels).inc()
-        self.request_duration.labels(*labels).observe(seconds)
+        series = self._request_series.get((method, route, status))
+        if series is None:
+            series = self._request_series[(method, route, status)] = self._series_of(
+                method, route, status
+            )
+        requests, duration, database, redis = series
+        requests.inc()
+        duration.observe(seconds)
         if round_trips.database:
-            self.database_round_trips.labels(method, route).inc(round_trips.database)
+            database.inc(round_trips.database)
         if round_trips.redis:
-            self.redis_round_trips.labels(method, route).inc(round_trips.redis)
+            redis.inc(round_trips.redis)
 
-    def track_pools(self, pools: Mapping[str, Pool]) -> None:
+    def _series_of(self, method: str, route: str, status: int) -> tuple[Any, Any, Any, Any]:
+        """A request's four labelled series, looked up once per (method, route, status)."""
+        return (
+            self.requests.labels(method, route, str(status)),
+            self.request_duration.labels(method, route, str(status)),
+            self.database_round_trips.labels(method, route),
+            self.redis_round_trips.labels(method, route),
+        )
+
+    def track_pools(self, pools: Mapping[str, PoolUsage]) -> None:
         if not self.shared:
             self.registry.register(PoolCollector(pools))
             return
@@ -186,26 +201,58 @@ class Metrics:
             registry=None,
         )
         for name, pool in pools.items():
-            if isinstance(pool, QueuePool):
-                PublishedPool(gauge, name, pool)
+            PublishedPool(gauge, name, pool)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def pool_usage(pool: QueuePool) -> dict[str, int]:
-    return {
-        "checked_out": pool.checkedout(),
-        "idle": pool.checkedin(),
-        "size": pool.size(),
-        "overflow": max(0, pool.overflow()),
-    }
+class PoolUsage(Protocol):
+    """A pool that tells its usage, and when it changes."""
+
+    def usage(self) -> dict[str, int]:
+        """Connections by state: checked_out, idle, size, overflow."""
+        ...
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every checkout and checkin."""
+        ...
+
+
+class QueuePoolUsage:
+    """A SQLAlchemy pool's usage (the owner's engine)."""
+
+    def __init__(self, pool: Pool) -> None:
+        assert isinstance(pool, QueuePool)
+        self.pool = pool
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "checked_out": self.pool.checkedout(),
+            "idle": self.pool.checkedin(),
+            "size": self.pool.size(),
+            "overflow": max(0, self.pool.overflow()),
+        }
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        def after_checkin(*_: Any) -> None:
+            # SQLAlchemy announces a checkin before the connection is back in the
+            # queue (or closed, past the pool's size): tell once it is.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a connection collected outside the event loop
+                listener()
+            else:
+                loop.call_soon(listener)
+
+        event.listen(self.pool, "checkout", lambda *_: listener())
+        event.listen(self.pool, "checkin", after_checkin)
 
 
 class PoolCollector(Collector):
     """Connection-pool usage, read at scrape time (one process)."""
 
-    def __init__(self, pools: Mapping[str, Pool]) -> None:
+    def __init__(self, pools: Mapping[str, PoolUsage]) -> None:
         self.pools = dict(pools)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -213,9 +260,8 @@ class PoolCollector(Collector):
             POOL_CONNECTIONS, POOL_CONNECTIONS_HELP, labels=["pool", "state"]
         )
         for name, pool in self.pools.items():
-            if isinstance(pool, QueuePool):
-                for state, count in pool_usage(pool).items():
-                    connections.add_metric([name, state], count)
+            for state, count in pool.usage().items():
+                connections.add_metric([name, state], count)
         yield connections
 
 
@@ -223,27 +269,13 @@ class PublishedPool:
     """One worker's pool usage, written to its gauge files whenever a connection
     is checked out or returned (several workers)."""
 
-    def __init__(self, gauge: Gauge, name: str, pool: QueuePool) -> None:
+    def __init__(self, gauge: Gauge, name: str, pool: PoolUsage) -> None:
         self.gauge = gauge
         self.name = name
         self.pool = pool
-        event.listen(pool, "checkout", self.on_checkout)
-        event.listen(pool, "checkin", self.on_checkin)
+        pool.on_change(self.publish)
         self.publish()
 
     def publish(self) -> None:
-        for state, count in pool_usage(self.pool).items():
+        for state, count in self.pool.usage().items():
             self.gauge.labels(self.name, state).set(count)
-
-    def on_checkout(self, *_: Any) -> None:
-        self.publish()
-
-    def on_checkin(self, *_: Any) -> None:
-        # SQLAlchemy announces a checkin before the connection is back in the
-        # queue (or closed, past the pool's size): publish once it is.
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a connection collected outside the event loop
-            self.publish()
-        else:
-            loop.call_soon(self.publish)

@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import msgspec
-from pgvector.asyncpg import register_vector
-from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -23,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from itinera.db.pool import DriverPool, request_pool
 from itinera.settings import Settings
 
 _json_encoder = msgspec.json.Encoder()
@@ -54,15 +52,9 @@ def create_engine(
     application_name: str,
     pool_size: int | None = None,
     max_overflow: int | None = None,
-    driver_transactions: bool = False,
 ) -> AsyncEngine:
-    """An engine for one role.
-
-    With ``driver_transactions`` SQLAlchemy leaves transactions alone (the
-    AUTOCOMMIT isolation level): the unit of work begins and ends them on the
-    driver itself, so its hot statements can run there directly.
-    """
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if driver_transactions else {}
+    """An engine for one role: sessions for sweeps, the CLI and readiness (requests run
+    on ``itinera.db.pool``)."""
     connect_args: dict[str, Any] = {
         "timeout": settings.db_connect_timeout_seconds,
         "command_timeout": settings.db_command_timeout_seconds,
@@ -80,9 +72,8 @@ def create_engine(
         # leave them behind on the server connections.
         "prepared_statement_cache_size": settings.db_statement_cache_size,
     }
-    engine = create_async_engine(
+    return create_async_engine(
         async_url(url),
-        **options,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -95,15 +86,6 @@ def create_engine(
         json_deserializer=msgspec.json.decode,
         connect_args=connect_args,
     )
-    if driver_transactions:
-        event.listen(engine.sync_engine, "connect", _register_binary_vectors)
-    return engine
-
-
-def _register_binary_vectors(dbapi_connection: Any, _record: Any) -> None:
-    """Vectors cross the wire in pgvector's binary form: 4 bytes a dimension, no text
-    to format or parse (a 1536-dimension vector as text is ~15 KB)."""
-    dbapi_connection.run_async(register_vector)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -112,31 +94,24 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """Both roles' engines, opened and closed by the lifespan.
+    """The service role's request pool and the engines, opened and closed by the lifespan.
 
-    Requests take the service role's connections through the unit of work;
-    sweeps use the owner's sessions; readiness probes have their own.
+    Requests take the service role's connections through the unit of work,
+    from ``requests`` (driver connections, first come first served); sweeps
+    use the owner's sessions; readiness probes have an engine of their own.
     """
 
-    app_engine: AsyncEngine
+    requests: DriverPool
     owner_engine: AsyncEngine
     # Readiness checks keep a connection of their own: a probe must tell whether
     # PostgreSQL answers, not wait behind request traffic for the service pool.
     probe_engine: AsyncEngine
     owner_sessions: async_sessionmaker[AsyncSession]
-    # Requests queue here, first come first served, for one of the service
-    # pool's connections: the pool's own wait lets newcomers overtake the
-    # waiters, which under load left some requests waiting seconds.
-    request_gate: anyio.Semaphore
-    request_gate_timeout: float
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
         if settings.database_url is None or settings.admin_database_url is None:
             raise RuntimeError("database URLs are resolved before the database is opened")
-        app_engine = create_engine(
-            settings.database_url, settings, application_name="itinera", driver_transactions=True
-        )
         # The owner pool serves sweepers and readiness only: keep it small.
         owner_engine = create_engine(
             settings.admin_database_url,
@@ -153,17 +128,13 @@ class Database:
             max_overflow=0,
         )
         return cls(
-            app_engine=app_engine,
+            requests=request_pool(settings.database_url, settings, application_name="itinera"),
             owner_engine=owner_engine,
             probe_engine=probe_engine,
             owner_sessions=session_factory(owner_engine),
-            request_gate=anyio.Semaphore(
-                settings.db_pool_size + settings.db_max_overflow, fast_acquire=True
-            ),
-            request_gate_timeout=settings.db_pool_timeout_seconds,
         )
 
     async def dispose(self) -> None:
-        await self.app_engine.dispose()
+        await self.requests.close()
         await self.owner_engine.dispose()
         await self.probe_engine.dispose()

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from itinera.db.pool import DriverPool
 from itinera.errors import AuthenticationError, PermissionDeniedError
 from itinera.round_trips import RoundTrips
 from itinera.tracing import current_tracer
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from itinera.tracing import Tracer
 
 TENANT_SETTING = "itinera.org_id"
+# Raised by itinera_expect_unrecorded_key() (migration 0008): the key has a live record.
+KEY_RECORDED = "IT001"
 
 
 class UnitOfWork:
@@ -43,18 +45,16 @@ class UnitOfWork:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        pool: DriverPool,
         org_id: uuid.UUID | None = None,
         *,
         user_id: uuid.UUID | None = None,
         api_key_hash: bytes | None = None,
         requires_admin: bool = False,
         statement_timeout: float | None = None,
-        gate: anyio.Semaphore | None = None,
-        gate_timeout: float = 5.0,
         round_trips: RoundTrips | None = None,
     ) -> None:
-        self._engine = engine
+        self._pool = pool
         self.round_trips = RoundTrips() if round_trips is None else round_trips
         # Transaction-local settings for the opening message (search's HNSW knobs).
         self._opening_settings: dict[str, str] = {}
@@ -62,15 +62,12 @@ class UnitOfWork:
         self._statement_timeout_ms = (
             None if statement_timeout is None else max(1, round(statement_timeout * 1000))
         )
-        self._gate = gate
-        self._gate_timeout = gate_timeout
-        self._holds_gate = False
         self._org_id = org_id
         self._user_id = user_id
         # The caller came with an API key: the opening checks the key, not only the user.
         self._api_key_hash = api_key_hash
-        self._connection: AsyncConnection | None = None
-        self._driver: asyncpg.Connection | None = None
+        self._connection: asyncpg.Connection | None = None  # as the pool gave it
+        self._driver: asyncpg.Connection | None = None  # the same, traced when tracing
         self._begun = False
         self._finished = False
         # Set when a driver call failed other than by a plain SQL error: the
@@ -98,26 +95,36 @@ class UnitOfWork:
             await self.apply_settings({TENANT_SETTING: str(org_id)})
 
     async def begin(
-        self, *, advisory_lock: int | None = None, savepoint: str | None = None
+        self,
+        *,
+        advisory_lock: int | None = None,
+        savepoint: str | None = None,
+        unrecorded_key: tuple[uuid.UUID, str] | None = None,
     ) -> bool | None:
         """Open the transaction (and a first savepoint) in one round trip.
 
-        Returns whether ``advisory_lock`` (a transaction-level lock) was
-        granted, or None when none was asked for. When it was not, the
-        transaction is open all the same, without the lock or the savepoint.
+        With ``advisory_lock`` (a transaction-level lock), returns whether it
+        was granted — and, with ``unrecorded_key`` (a caller and an idempotency
+        key), whether that key has no live record (migration 0008) — or None
+        when no lock was asked for. When not, the transaction is open all the
+        same, without the lock or the savepoint, for the caller to read the
+        key's record.
         """
         if self._begun or self._finished:
             raise RuntimeError("the unit of work has already begun")
         driver = await self._connect()
         try:
             self.round_trips.database += 1
-            await driver.execute(self._opening(advisory_lock, savepoint))
-        except asyncpg.LockNotAvailableError:
-            # Held by a request with the same key: open again without it, so
-            # the caller can still read the key's record.
+            await driver.execute(self._opening(advisory_lock, savepoint, unrecorded_key))
+        except (asyncpg.LockNotAvailableError, asyncpg.UnknownPostgresError) as exc:
+            if isinstance(exc, asyncpg.UnknownPostgresError) and exc.sqlstate != KEY_RECORDED:
+                self._untrusted = True
+                raise
+            # Held by a request with the same key, or answered already: open
+            # again without the lock, so the caller can read the key's record.
             self.round_trips.database += 2
             await driver.execute("ROLLBACK")
-            await driver.execute(self._opening(None, None))
+            await driver.execute(self._opening(None, None, None))
             self._begun = True
             return False
         except asyncpg.InvalidAuthorizationSpecificationError as exc:
@@ -136,19 +143,24 @@ class UnitOfWork:
         self._begun = True
         return True if advisory_lock is not None else None
 
-    def _opening(self, advisory_lock: int | None, savepoint: str | None) -> str:
+    def _opening(
+        self,
+        advisory_lock: int | None,
+        savepoint: str | None,
+        unrecorded_key: tuple[uuid.UUID, str] | None,
+    ) -> str:
         # Sent by the simple query protocol, which carries several statements
         # but no parameters: every value inlined here is a UUID or an integer
-        # made by this process, never text from a request.
+        # made by this process, or request text as hex digits.
         statements = ["BEGIN"]
         if self._statement_timeout_ms is not None:
             # Transaction-local like the tenant: a pooled connection keeps no setting.
             statements.append(f"SET LOCAL statement_timeout = {int(self._statement_timeout_ms)}")
         if self._org_id is not None:
-            member = f"'{uuid.UUID(str(self._user_id))}'" if self._user_id else "NULL"
+            member = f"'{_uuid_text(self._user_id)}'" if self._user_id else "NULL"
             lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
             admin = "true" if self._requires_admin else "false"
-            org = f"'{uuid.UUID(str(self._org_id))}'"
+            org = f"'{_uuid_text(self._org_id)}'"
             if self._api_key_hash is not None:
                 # The key's digest as hex (made here by hashlib, never request text):
                 # migration 0004 checks the key is live and still the user's.
@@ -158,6 +170,13 @@ class UnitOfWork:
                 )
             else:
                 statements.append(f"SELECT itinera_begin({org}, {member}, {lock}, {admin})")
+        if unrecorded_key is not None:
+            caller, key = unrecorded_key
+            # The key is request text: it travels as hex, which no quote can end.
+            statements.append(
+                f"SELECT itinera_expect_unrecorded_key('{_uuid_text(caller)}', "
+                f"convert_from(decode('{key.encode().hex()}', 'hex'), 'UTF8'))"
+            )
         if self._opening_settings:
             statements.append(f"SELECT {_set_configs(self._opening_settings)}")
         if savepoint is not None:
@@ -239,74 +258,39 @@ class UnitOfWork:
             self._finished = True
 
     async def close(self) -> None:
-        """Roll back whatever is open and give the connection back, shielded from cancellation.
+        """End whatever is open and give the connection back to the pool.
 
-        A connection whose transaction cannot be ended (the server went away,
-        a statement was cut off) is discarded rather than pooled.
+        Usually the transaction is over and this awaits nothing. Otherwise the
+        ROLLBACK is shielded from cancellation, so that the connection goes back
+        clean even when the request is cancelled (client gone, server stopping);
+        one whose transaction cannot be ended is discarded rather than pooled.
         """
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._return_connection()
-            finally:
-                if self._holds_gate:
-                    self._holds_gate = False
-                    assert self._gate is not None
-                    self._gate.release()
-
-    async def _return_connection(self) -> None:
         connection, self._connection = self._connection, None
         self._finished = True
         if connection is None:
             return
-        if self._untrusted:
-            await self._discard(connection)
+        if self._untrusted or connection.is_closed():
+            self._pool.discard(connection)
             return
-        try:
-            driver = self._driver
-            if driver is not None and not driver.is_closed() and driver.is_in_transaction():
-                await driver.execute("ROLLBACK")
-        except Exception:
-            await self._discard(connection)
-            return
-        if self._driver is not None and self._driver.is_closed():
-            await self._discard(connection)
-        else:
-            await connection.close()
+        if connection.is_in_transaction():
+            with anyio.CancelScope(shield=True):
+                try:
+                    self.round_trips.database += 1
+                    await connection.execute("ROLLBACK")
+                except Exception:
+                    self._pool.discard(connection)
+                    return
+        self._pool.release(connection)
 
     async def _connect(self) -> asyncpg.Connection:
-        if self._gate is not None:
-            try:
-                self._gate.acquire_nowait()
-            except anyio.WouldBlock:
-                with anyio.fail_after(self._gate_timeout):
-                    await self._gate.acquire()
-            self._holds_gate = True
-        connection = self._connection = await self._engine.connect()
-        try:
-            raw = await connection.get_raw_connection()
-        except BaseException:
-            self._connection = None
-            with anyio.CancelScope(shield=True):
-                await self._discard(connection)
-            raise
-        driver: asyncpg.Connection = raw.driver_connection
+        connection = self._connection = await self._pool.acquire()
+        driver: asyncpg.Connection = connection
         tracer = current_tracer()
         if tracer is not None:
             # Only when tracing: a span around every statement sent on it.
-            driver = _TracedDriver(driver, tracer)
+            driver = _TracedDriver(connection, tracer)
         self._driver = driver
         return driver
-
-    async def _discard(self, connection: AsyncConnection) -> None:
-        """Drop a connection that cannot be trusted, and the pool's idle ones with it.
-
-        Such a connection usually means the server went away (a restart, a
-        failover): the pool's other idle connections are as dead, so start a
-        fresh pool rather than fail once on each of them.
-        """
-        await connection.invalidate()
-        await connection.close()
-        await self._engine.dispose(close=False)
 
 
 class _TracedDriver:
@@ -338,6 +322,13 @@ class _TracedDriver:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver, name)
+
+
+def _uuid_text(value: uuid.UUID) -> str:
+    """A UUID's text, inlined into SQL only once it is known to be a UUID object."""
+    if not isinstance(value, uuid.UUID):
+        raise TypeError(f"expected a UUID, got {type(value).__name__}")
+    return str(value)
 
 
 def _set_configs(settings: Mapping[str, str]) -> str:

@@ -1,8 +1,9 @@
 """What the transaction layer does for a request that carries an ``Idempotency-Key``.
 
 Inside the request's own transaction: the key's transaction-level advisory
-lock is taken in the opening message, then the key's record is read, and the
-request is replayed, refused, or handed to the handler under a savepoint;
+lock is taken in the opening message, which also checks that the key has no
+record; if it has one (or the lock is held elsewhere) the record is read, and
+the request is replayed or refused; else it goes to the handler under a savepoint;
 before the commit its response is stored with its writes. A crash releases
 the lock with the connection, so there is no pending state and no lease.
 """
@@ -46,11 +47,19 @@ class IdempotencyStep:
         Raises the refusals (reused key, key in flight) as errors.
         """
         metrics = self.resources.metrics
-        granted = await self.uow.begin(
-            advisory_lock=lock_id(self.org_id, self.user_id, self.key), savepoint=SAVEPOINT
+        # The opening asks, after taking the lock, whether the key has a record:
+        # a new key (the common case) is ready for its handler at once.
+        fresh = await self.uow.begin(
+            advisory_lock=lock_id(self.org_id, self.user_id, self.key),
+            savepoint=SAVEPOINT,
+            unrecorded_key=(self.user_id, self.key),
         )
-        # A statement of its own: its snapshot is taken after the lock, so it
-        # sees the record of a request that held the lock a moment ago.
+        if fresh:
+            metrics.idempotency_outcome("new")
+            return None
+        # The lock is held elsewhere, or the key has a record: read it. A
+        # statement of its own, whose snapshot is taken after the opening, so
+        # it sees the record of a request that held the lock a moment ago.
         found = await IdempotencyRecords(self.uow).find(self.user_id, self.key)
         if found is not None:
             stored_fingerprint, stored = found
@@ -61,13 +70,11 @@ class IdempotencyStep:
                 )
             metrics.idempotency_outcome("replayed")
             return _replay(stored)
-        if not granted:
-            metrics.idempotency_outcome("in_flight")
-            raise IdempotencyInFlightError(
-                "a request with this Idempotency-Key is in progress; retry shortly"
-            )
-        metrics.idempotency_outcome("new")
-        return None
+        # No record after all (it expired in between): as busy as a held lock.
+        metrics.idempotency_outcome("in_flight")
+        raise IdempotencyInFlightError(
+            "a request with this Idempotency-Key is in progress; retry shortly"
+        )
 
     async def before_commit(self, response: list[Message]) -> None:
         """Keep the handler's writes only for a success, and store what the key will replay.

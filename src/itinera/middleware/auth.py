@@ -89,11 +89,9 @@ async def _api_key_principal(scope: Scope, key: str) -> Principal:
     await take_tokens(scope, [key_lookup_bucket(scope)])
     db = resources.db
     uow = UnitOfWork(
-        db.app_engine,
+        db.requests,
         org_id,
         statement_timeout=resources.settings.db_statement_timeout_seconds,
-        gate=db.request_gate,
-        gate_timeout=db.request_gate_timeout,
         round_trips=request_scope.round_trips(scope),
     )
     try:

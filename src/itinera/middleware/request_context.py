@@ -134,7 +134,7 @@ def _request_id(scope: Scope) -> str:
     offered = request_scope.header(scope, REQUEST_ID_HEADER)
     if offered is not None and SANE_REQUEST_ID.fullmatch(offered):
         return offered
-    return str(uuid_utils.compat.uuid7())
+    return str(uuid_utils.uuid7())
 
 
 def _error_fields(scope: Scope, request_id: str) -> dict[str, str | None]:

@@ -44,6 +44,11 @@ class RequestLimitsMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await error_response(ContentTooLargeError(self.max_bytes))(scope, receive, send)
             return
+        if declared is None and request_scope.header(scope, b"transfer-encoding") is None:
+            # Neither length nor chunks: HTTP/1.1 says there is no body (RFC 9112 §6.3).
+            scope[request_scope.BODY] = b""
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         while True:

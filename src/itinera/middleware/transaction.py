@@ -93,14 +93,12 @@ class TransactionMiddleware:
         resources = request_scope.resources(scope)
         db = resources.db
         return UnitOfWork(
-            db.app_engine,
+            db.requests,
             principal.org_id if principal else None,
             user_id=principal.user_id if principal else None,
             api_key_hash=principal.api_key_hash if principal else None,
             requires_admin=self.requires_admin,
             statement_timeout=resources.settings.db_statement_timeout_seconds,
-            gate=db.request_gate,
-            gate_timeout=db.request_gate_timeout,
             round_trips=request_scope.round_trips(scope),
         )
 
