@@ -36,6 +36,21 @@ class SearchOutcome:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    corpus: SearchCorpus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCorpus:
+    """What later runs over the same corpus measure against: the query vectors, the org
+    searched through the API (``org_ids[0]``) with its member's login (org slug, email,
+    password), and the exact top 10 of each query (chunk ids) in that org and in the
+    whole corpus."""
+
+    queries: Vectors
+    org_ids: list[uuid.UUID]
+    member: tuple[str, str, str]
+    exact_org: list[set[uuid.UUID]]
+    exact_all: list[set[uuid.UUID]]
 
 
 def _slug(n: int) -> str:
@@ -198,6 +213,8 @@ def measure_search(
         + " -- "
         + " / ".join(line.strip() for line in filtered_plan),
     ]
+    member = (_slug(0), _email(0), SEARCH_PASSWORD)
+    outcome.corpus = SearchCorpus(queries, org_ids, member, exact_org, exact_all)
     outcome.facts = {
         "dim": corpus.DIM,
         "chunks": load.chunks,
