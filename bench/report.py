@@ -69,6 +69,7 @@ class Row:
 class Results:
     http: list[Row] = field(default_factory=list)
     search: list[Row] = field(default_factory=list)
+    checkpointer: list[Row] = field(default_factory=list)  # LangGraph savers
     facts: dict[str, Any] = field(default_factory=dict)  # machine, settings, corpus, timings
     notes: list[str] = field(default_factory=list)  # printed under the tables
 
@@ -202,8 +203,46 @@ def render(results: Results) -> str:
     lines = [*http, ""]
     if results.search:
         lines += [*search, ""]
+    if results.checkpointer:
+        lines += [*_checkpointer_table(results.checkpointer), ""]
     lines += results.notes
     return "\n".join(lines)
+
+
+def _checkpointer_table(rows: list[Row]) -> list[str]:
+    return _table(
+        [
+            "LangGraph checkpointer",
+            "per s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "app cpu",
+            "pg cpu",
+            "db rt",
+            "redis rt",
+            "ratio",
+            "target",
+            "met",
+        ],
+        [
+            [
+                row.name,
+                _number(row.rate),
+                _number(row.p50_ms, 2),
+                _number(row.p99_ms, 2),
+                _count(row.non_2xx),
+                _number(row.app_cpu_ms, 2),
+                _number(row.postgres_cpu_ms, 2),
+                _number(row.db_round_trips),
+                _number(row.redis_round_trips),
+                _ratio(row),
+                row.target or "-",
+                _met(row),
+            ]
+            for row in rows
+        ],
+    )
 
 
 def to_json(results: Results) -> bytes:
@@ -216,6 +255,7 @@ def to_json(results: Results) -> bytes:
     rows = {
         "http": [row(r) for r in results.http],
         "search": [row(r) for r in results.search],
+        "checkpointer": [row(r) for r in results.checkpointer],
     }
     clashes = sorted((rows.keys() | {"notes"}) & results.facts.keys())
     if clashes:  # a fact would silently replace the rows (or notes) of that name

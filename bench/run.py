@@ -37,6 +37,8 @@ import httpx
 import msgspec
 
 from bench import api
+from bench.checkpointer import measure_checkpointer
+from bench.langchain_runs import measure_langchain
 from bench.measure import LoadPlan, Measured
 from bench.processes import REPO, service_environment
 from bench.report import P99_TARGET_MS, Results, Row, machine, render, to_json
@@ -120,6 +122,7 @@ def main() -> int:
             "ITINERA_RATE_LIMIT_AGENT_PER_MINUTE": RATE_LIMIT,
             "ITINERA_RATE_LIMIT_CRUD_PER_MINUTE": RATE_LIMIT,
             "ITINERA_RATE_LIMIT_AUTH_PER_MINUTE": RATE_LIMIT,
+            "ITINERA_RATE_LIMIT_STATE_PER_MINUTE": RATE_LIMIT,
             "ITINERA_SWEEPERS_ENABLED": "false",
             "ITINERA_LOG_LEVEL": "WARNING",
         }
@@ -166,7 +169,8 @@ def main() -> int:
 
 
 def measure_embedded(plan: LoadPlan, stack: Stack, chunks: int, results: Results) -> None:
-    """The service on the embedded defaults, one worker: the HTTP runs, then vector search."""
+    """The service on the embedded defaults, one worker: the HTTP runs, vector search, then
+    LangChain similarity search (the service through ItineraVectorStore, and its peer)."""
     base_url = stack.start_service()
     print(f"bench: itinera serve on {base_url} (1 uvicorn worker)", flush=True)
     with httpx.Client(base_url=base_url, timeout=30) as client:
@@ -180,7 +184,18 @@ def measure_embedded(plan: LoadPlan, stack: Stack, chunks: int, results: Results
         results.search = search.rows
         results.notes += search.notes
         results.facts["search_corpus"] = search.facts
+        print("bench: LangChain similarity search, ItineraVectorStore and its peer", flush=True)
+        langchain = measure_langchain(stack, search, plan.warmup_seconds, plan.seconds)
+        results.search += langchain.rows
+        results.notes += langchain.notes
+        results.facts["langchain"] = langchain.facts
         results.notes += api.service_notes(client)
+    # Last: it restarts the service for its final runs.
+    print("bench: LangGraph checkpointer, ItineraSaver and its peer", flush=True)
+    saver = measure_checkpointer(stack, DEMO, plan.warmup_seconds, plan.seconds)
+    results.checkpointer = saver.rows
+    results.notes += saver.notes
+    results.facts["langgraph"] = saver.facts
 
 
 def measure_workers(
