@@ -352,3 +352,18 @@ async def test_a_new_key_is_checked_in_the_opening_and_only_a_replay_reads_its_r
     assert replayed.content == created.content
     counts = [r.__dict__["db_round_trips"] for r in caplog.records if r.name == "itinera.access"]
     assert counts == [4, 5]
+
+
+@pytest.mark.parametrize("key", ["$k$", "a$k", "$k1$$k$", "it's", "back\\slash'", "$$", "x$k"])
+async def test_keys_with_quotes_and_dollars_reach_the_opening_intact(
+    client: httpx.AsyncClient, tenant: Tenant, key: str
+) -> None:
+    """The key travels inside the opening message's SQL text: as itself, whatever it holds."""
+    # Unique per run, and the key last: a key ending in "$k" meets the closing tag.
+    scoped = f"{uuid.uuid4().hex[:8]}{key}"
+    headers = keyed(tenant.member, scoped)
+    created = await client.post("/v1/itineraries", json=TRIP, headers=headers)
+    replayed = await client.post("/v1/itineraries", json=TRIP, headers=headers)
+    assert created.status_code == 201
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.content == created.content

@@ -151,7 +151,8 @@ class UnitOfWork:
     ) -> str:
         # Sent by the simple query protocol, which carries several statements
         # but no parameters: every value inlined here is a UUID or an integer
-        # made by this process, or request text as hex digits.
+        # made by this process, or an idempotency key (visible ASCII, checked
+        # by idempotency.policy.parse_key) dollar-quoted with a tag it lacks.
         statements = ["BEGIN"]
         if self._statement_timeout_ms is not None:
             # Transaction-local like the tenant: a pooled connection keeps no setting.
@@ -172,10 +173,9 @@ class UnitOfWork:
                 statements.append(f"SELECT itinera_begin({org}, {member}, {lock}, {admin})")
         if unrecorded_key is not None:
             caller, key = unrecorded_key
-            # The key is request text: it travels as hex, which no quote can end.
             statements.append(
                 f"SELECT itinera_expect_unrecorded_key('{_uuid_text(caller)}', "
-                f"convert_from(decode('{key.encode().hex()}', 'hex'), 'UTF8'))"
+                f"{_dollar_quoted(key)})"
             )
         if self._opening_settings:
             statements.append(f"SELECT {_set_configs(self._opening_settings)}")
@@ -329,6 +329,23 @@ def _uuid_text(value: uuid.UUID) -> str:
     if not isinstance(value, uuid.UUID):
         raise TypeError(f"expected a UUID, got {type(value).__name__}")
     return str(value)
+
+
+def _dollar_quoted(text: str) -> str:
+    """``text`` as a dollar-quoted literal, under a tag that does not occur in it.
+
+    Nothing in it is read as an escape, whatever ``standard_conforming_strings``
+    says; for text without NUL (PostgreSQL refuses it in any literal).
+    """
+    if "\x00" in text:
+        raise ValueError("a literal cannot hold NUL")
+    tag, n = "$k$", 0
+    # The literal ends where the tag first occurs after the opening one: that
+    # must be the closing tag itself, not a match straddling the text's end.
+    while (text + tag).find(tag) != len(text):
+        n += 1
+        tag = f"$k{n}$"
+    return f"{tag}{text}{tag}"
 
 
 def _set_configs(settings: Mapping[str, str]) -> str:
