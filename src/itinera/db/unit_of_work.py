@@ -115,7 +115,13 @@ class UnitOfWork:
         driver = await self._connect()
         try:
             self.round_trips.database += 1
-            await driver.execute(self._opening(advisory_lock, savepoint, unrecorded_key))
+            opening = self._opening(advisory_lock, savepoint, unrecorded_key)
+            if isinstance(driver, _TracedDriver) and unrecorded_key is not None:
+                # The span shows the statement, not the request's key inlined in it.
+                shown = self._opening(advisory_lock, savepoint, unrecorded_key, shown=True)
+                await driver.execute_shown(opening, shown)
+            else:
+                await driver.execute(opening)
         except (asyncpg.LockNotAvailableError, asyncpg.UnknownPostgresError) as exc:
             if isinstance(exc, asyncpg.UnknownPostgresError) and exc.sqlstate != KEY_RECORDED:
                 self._untrusted = True
@@ -148,6 +154,8 @@ class UnitOfWork:
         advisory_lock: int | None,
         savepoint: str | None,
         unrecorded_key: tuple[uuid.UUID, str] | None,
+        *,
+        shown: bool = False,
     ) -> str:
         # Sent by the simple query protocol, which carries several statements
         # but no parameters: every value inlined here is a UUID or an integer
@@ -175,7 +183,7 @@ class UnitOfWork:
             caller, key = unrecorded_key
             statements.append(
                 f"SELECT itinera_expect_unrecorded_key('{_uuid_text(caller)}', "
-                f"{_dollar_quoted(key)})"
+                f"{'$key' if shown else _dollar_quoted(key)})"
             )
         if self._opening_settings:
             statements.append(f"SELECT {_set_configs(self._opening_settings)}")
@@ -296,7 +304,7 @@ class UnitOfWork:
 class _TracedDriver:
     """The driver connection with a client span around each round trip.
 
-    Every statement this unit of work sends goes through these four methods;
+    Every statement this unit of work sends goes through these five methods;
     the rest (``is_in_transaction``, ``is_closed``) is answered locally.
     """
 
@@ -307,6 +315,11 @@ class _TracedDriver:
     async def execute(self, sql: str, *arguments: Any) -> Any:
         with self._tracer.sql(sql):
             return await self._driver.execute(sql, *arguments)
+
+    async def execute_shown(self, sql: str, shown: str) -> Any:
+        """Send ``sql``; the span shows ``shown`` (the same without request text)."""
+        with self._tracer.sql(shown):
+            return await self._driver.execute(sql)
 
     async def fetch(self, sql: str, *arguments: Any) -> Any:
         with self._tracer.sql(sql):
