@@ -107,6 +107,20 @@ async def test_a_discarded_connection_is_replaced_and_the_idle_ones_dropped(
         await pool.close()
 
 
+async def test_a_waiter_takes_the_place_of_a_discarded_connection(
+    one_connection: DriverPool,
+) -> None:
+    held = await one_connection.acquire()
+    waiter = asyncio.create_task(one_connection.acquire())
+    await asyncio.sleep(0.05)
+    one_connection.discard(held)  # the waiter opens a connection in its place
+    fresh = await asyncio.wait_for(waiter, timeout=2)
+    assert one_connection.usage() == {"checked_out": 1, "idle": 0, "size": 1, "overflow": 0}
+    one_connection.release(fresh)
+    again = await asyncio.wait_for(one_connection.acquire(), timeout=2)
+    one_connection.release(again)
+
+
 async def test_past_size_idle_connections_are_closed_not_kept(settings: Settings) -> None:
     pool = pool_of(settings, size=1, overflow=1)
     try:

@@ -115,7 +115,8 @@ class DriverPool:
                 ) from None
             raise
         if handed is None:
-            return await self._open_one()
+            # A place freed by a dropped connection: still counted, now ours.
+            return await self._open_one(place_counted=True)
         return handed
 
     def release(self, connection: asyncpg.Connection) -> None:
@@ -172,8 +173,9 @@ class DriverPool:
         # Its place goes to a waiter, which opens a connection of its own.
         self._pass_on(None)
 
-    async def _open_one(self) -> asyncpg.Connection:
-        self._open += 1
+    async def _open_one(self, *, place_counted: bool = False) -> asyncpg.Connection:
+        if not place_counted:
+            self._open += 1
         try:
             connection = await self._connect()
         except BaseException:
