@@ -30,7 +30,7 @@ from langgraph.types import Command, interrupt
 from bench.api import RoundTrips, scrape
 from bench.processes import CpuMeter
 from bench.stack import Stack
-from itinera.routing import _unstorable
+from itinera.routing import unstorable
 from itinera_client.langgraph import ItineraSaver
 from itinera_client.langgraph_wire import checkpoint_put
 from itinera_client.schemas.threads import CheckpointPut, CheckpointTuple
@@ -357,7 +357,7 @@ def wire_costs(saver: ItineraSaver) -> dict[str, Any]:
         "serialise_put_us": _best_us(lambda: checkpoint_put(saver.serde, *arguments)),
         "put_bytes": {"msgpack": len(packed_put), "json": len(json_put)},
         "put_us": {
-            "msgpack": _best_us(lambda: _unstorable(put_mp.decode(msgspec.msgpack.encode(put)))),
+            "msgpack": _best_us(lambda: unstorable(put_mp.decode(msgspec.msgpack.encode(put)))),
             "json": _best_us(lambda: put_js.decode(msgspec.json.encode(put))),
         },
         "get_bytes": {"msgpack": len(packed_get), "json": len(json_get)},

@@ -208,7 +208,7 @@ class Operation:
             ) from exc
         except UNDECODABLE as exc:
             raise MalformedInputError(f"the body is not valid MessagePack: {exc}") from exc
-        if (problem := _unstorable(body)) is not None:
+        if (problem := unstorable(body)) is not None:
             raise InvalidInputError.at(*problem)
         return body
 
@@ -460,7 +460,7 @@ _NUL_TEXT = "text must not contain NUL characters"
 _OPAQUE = frozenset({bytes, int, float, bool, type(None)})
 
 
-def _unstorable(body: Any) -> tuple[str, str] | None:
+def unstorable(body: Any) -> tuple[str, str] | None:
     """The JSON pointer of the first value a MessagePack body holds that the service
     cannot store, and why: text with NUL, or, inside a free-form object (stored as
     jsonb), anything JSON has no form for (bytes, extension types, non-finite numbers,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -29,6 +28,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
+from itinera_client.adapter_clients import AdapterClients
 from itinera_client.client import ItineraClient
 from itinera_client.errors import NotFoundError
 from itinera_client.schemas.knowledge import ChunkIn, KnowledgeCreate, SearchRequest, SearchResult
@@ -45,7 +45,7 @@ _MAX_SOURCE = 2048
 _MAX_TITLE = 500
 
 
-class ItineraVectorStore(VectorStore):
+class ItineraVectorStore(AdapterClients, VectorStore):
     """A LangChain vector store kept by an Itinera service.
 
     Give it ``client`` (an ``ItineraClient``, for the ``a*`` methods) and/or
@@ -85,56 +85,11 @@ class ItineraVectorStore(VectorStore):
         self.destination_id = destination_id
         self.model = model
         self.concurrency = concurrency
-        self._owned_client: ItineraClient | None = None
-        self._owned_sync_client: SyncItineraClient | None = None
-        if base_url is not None:
-            if client is not None or sync_client is not None:
-                raise TypeError("give clients, or base_url and api_key to make them: not both")
-            client = self._owned_client = ItineraClient(base_url, api_key=api_key)
-            sync_client = self._owned_sync_client = SyncItineraClient(base_url, api_key=api_key)
-        elif client is None and sync_client is None:
-            raise TypeError("give client and/or sync_client, or base_url and api_key")
-        self.client = client
-        self.sync_client = sync_client
+        self._use_clients(client, sync_client, base_url, api_key)
 
     @property
     def embeddings(self) -> Embeddings:
         return self.embedding
-
-    # --- lifetime ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the sync client this store made (``aclose`` closes both)."""
-        if self._owned_sync_client is not None:
-            self._owned_sync_client.close()
-
-    async def aclose(self) -> None:
-        """Close the clients this store made."""
-        self.close()
-        if self._owned_client is not None:
-            await self._owned_client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # --- writing -----------------------------------------------------------------------
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -32,6 +31,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from itinera_client.adapter_clients import AdapterClients
 from itinera_client.client import ItineraClient
 from itinera_client.langgraph_wire import (
     Listing,
@@ -53,7 +53,7 @@ from itinera_client.sync import SyncItineraClient
 __all__ = ["ItineraSaver"]
 
 
-class ItineraSaver(BaseCheckpointSaver[str]):
+class ItineraSaver(AdapterClients, BaseCheckpointSaver[str]):
     """A LangGraph checkpointer (``BaseCheckpointSaver``) kept by an Itinera service.
 
     Give it ``client`` (an ``ItineraClient``, for the ``a*`` methods that
@@ -80,54 +80,9 @@ class ItineraSaver(BaseCheckpointSaver[str]):
         serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
-        self._owned_client: ItineraClient | None = None
-        self._owned_sync_client: SyncItineraClient | None = None
-        if base_url is not None:
-            if client is not None or sync_client is not None:
-                raise TypeError("give clients, or base_url and api_key to make them: not both")
-            client = self._owned_client = ItineraClient(base_url, api_key=api_key)
-            sync_client = self._owned_sync_client = SyncItineraClient(base_url, api_key=api_key)
-        elif client is None and sync_client is None:
-            raise TypeError("give client and/or sync_client, or base_url and api_key")
-        self.client = client
-        self.sync_client = sync_client
-        self._threads = None if client is None else Threads(client)
-        self._sync_threads = None if sync_client is None else SyncThreads(sync_client)
-
-    # --- lifetime ----------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the sync client this saver made (``aclose`` closes both)."""
-        if self._owned_sync_client is not None:
-            self._owned_sync_client.close()
-
-    async def aclose(self) -> None:
-        """Close the clients this saver made."""
-        self.close()
-        if self._owned_client is not None:
-            await self._owned_client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        self._use_clients(client, sync_client, base_url, api_key)
+        self._threads = None if self.client is None else Threads(self.client)
+        self._sync_threads = None if self.sync_client is None else SyncThreads(self.sync_client)
 
     # --- reading -----------------------------------------------------------------------
 
