@@ -117,6 +117,7 @@ def make_lifespan(
         db = Database.open(settings)
         metrics.track_pools({"app": db.requests, "owner": QueuePoolUsage(db.owner_engine.pool)})
         redis = open_redis(settings)
+        limiter = RateLimiter(redis, settings)
         tracer: Tracer | None = None
         try:
             tracer = open_tracer(settings, span_processor)
@@ -132,7 +133,7 @@ def make_lifespan(
                     secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
                 ),
                 cursors=CursorCodec(secret),
-                limiter=RateLimiter(redis, settings),
+                limiter=limiter,
                 tracer=tracer,
                 api_keys=RememberedApiKeys(),
             )
@@ -144,6 +145,7 @@ def make_lifespan(
                 background.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                await limiter.aclose()
                 await redis.aclose()
                 await db.dispose()
                 if tracer is not None:

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException
 from starlette.types import Scope
 
+from itinera.multiplexed_redis import MultiplexedConnection
 from itinera.round_trips import RoundTrips
 from itinera.settings import Settings
 from itinera.tracing import current_tracer
@@ -156,6 +157,13 @@ class RateLimiter:
         self.fail_open = settings.rate_limit_fail_open
         self.outage_warnings = WarningThrottle()
         self._redis = redis
+        # Every decision's EVALSHA on one connection, in flight together
+        # (Redis Cluster: redis-py's client, which routes each by its keys).
+        self._multiplexed = (
+            None
+            if isinstance(redis, RedisCluster)
+            else MultiplexedConnection(redis.connection_pool, stall_seconds=self.timeout_seconds)
+        )
 
     async def take(
         self, buckets: Sequence[tuple[Policy, str]], round_trips: RoundTrips | None = None
@@ -169,7 +177,7 @@ class RateLimiter:
         args = [n for policy, _ in buckets for n in (policy.capacity, policy.refill_per_second)]
         # In a traced request, each round trip below is a span of its own.
         tracer = current_tracer()
-        plain = self._redis.evalsha if isinstance(self._redis, RedisCluster) else self._evalsha
+        plain = self._redis.evalsha if self._multiplexed is None else self._evalsha
         evalsha = plain if tracer is None else tracer.redis_command("EVALSHA", plain)
         try:
             if isinstance(self._redis, RedisCluster):
@@ -203,23 +211,13 @@ class RateLimiter:
         )
 
     async def _evalsha(self, *arguments: str | int | float) -> Any:
-        """EVALSHA on one pooled connection: the command, its reply, nothing around them.
+        assert self._multiplexed is not None
+        return await self._multiplexed.execute("EVALSHA", *arguments)
 
-        What ``Redis.execute_command`` adds — a retry policy (off here), reply
-        callbacks (none for EVALSHA), option handling — is a third of the
-        limiter's own time per request. The connection's own calls still
-        disconnect it on any error, so no reply is ever read out of turn.
-        """
-        assert isinstance(self._redis, Redis)
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(
-                connection.pack_command("EVALSHA", *arguments), check_health=False
-            )
-            return await connection.read_response()
-        finally:
-            await pool.release(connection)
+    async def aclose(self) -> None:
+        """Close the decisions' connection (the client passed in is the caller's to close)."""
+        if self._multiplexed is not None:
+            await self._multiplexed.aclose()
 
     async def _load_script(self, key: str) -> None:
         if not isinstance(self._redis, RedisCluster):
