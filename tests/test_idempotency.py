@@ -338,8 +338,8 @@ async def test_a_response_over_the_stored_size_is_still_exactly_once(
 async def test_a_new_key_is_checked_in_the_opening_and_only_a_replay_reads_its_record(
     client: httpx.AsyncClient, tenant: Tenant, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A create: open (lock + no record), insert, store, commit. Its replay: the
-    opening finds the record, opens again without the lock, reads it, ends."""
+    """A create: open (lock + no record), insert, store and commit in one message. Its
+    replay: the opening finds the record, opens again without the lock, reads it, ends."""
     caplog.set_level(logging.INFO, logger="itinera.access")
     body = {"title": "Dahab", "start_date": "2026-05-02", "end_date": "2026-05-09"}
     headers = keyed(tenant.member, f"opening-{uuid.uuid4()}")
@@ -351,7 +351,25 @@ async def test_a_new_key_is_checked_in_the_opening_and_only_a_replay_reads_its_r
     assert replayed.headers["idempotent-replayed"] == "true"
     assert replayed.content == created.content
     counts = [r.__dict__["db_round_trips"] for r in caplog.records if r.name == "itinera.access"]
-    assert counts == [4, 5]
+    assert counts == [3, 5]
+
+
+async def test_a_response_inlined_into_the_commit_message_is_stored_as_it_was_sent(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The record travels as literals in the COMMIT message: text that looks like SQL,
+    quotes, dollar tags or escapes in the response comes back byte for byte."""
+    title = "it's $k$ $$; COMMIT; -- E'\\x00' \\ \u00e9 \U0001f40b"
+    body = {**TRIP, "title": title, "data": {"note": "'); DROP TABLE itinerary; --"}}
+    headers = keyed(tenant.member, f"inlined-{uuid.uuid4()}")
+    created = await client.post("/v1/itineraries", json=body, headers=headers)
+    replayed = await client.post("/v1/itineraries", json=body, headers=headers)
+    assert created.status_code == 201
+    assert created.json()["title"] == title
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.content == created.content
+    assert replayed.headers["location"] == created.headers["location"]
+    assert replayed.headers["etag"] == created.headers["etag"]
 
 
 @pytest.mark.parametrize("key", ["$k$", "a$k", "$k1$$k$", "it's", "back\\slash'", "$$", "x$k"])

@@ -128,19 +128,23 @@ async def test_a_post_is_one_server_span_with_its_sql_and_redis_children_in_the_
         for span in sorted(children, key=lambda span: span.start_time or 0)
         if system(span) == "postgresql"
     ]
-    # A new key: the opening checks it has no record, so no lookup of its own.
-    opening, insert, store, commit = statements
+    # A new key: the opening checks it has no record, so no lookup of its own;
+    # the record travels in the message that commits.
+    opening, insert, store_and_commit = statements
     assert opening.startswith("BEGIN;")
     assert "itinera_begin(" in opening
     assert "itinera_expect_unrecorded_key(" in opening
     assert "SAVEPOINT" in opening
     assert insert.startswith("INSERT INTO itinerary")
-    assert store.startswith("INSERT INTO idempotency_record")
-    assert commit == "COMMIT"
-    # The statement's text, never its parameters.
+    assert store_and_commit.startswith("SELECT itinera_store_response(")
+    assert store_and_commit.endswith(
+        "$key, $fingerprint, 201::smallint, $headers::jsonb, $body, 86400); COMMIT"
+    )
+    # The statement's text, never its parameters, nor the response inlined into it.
     everything = repr([dict(span.attributes or {}) for span in spans])
     assert TRIP["title"] not in everything
     assert created.request.headers["idempotency-key"] not in everything
+    assert created.json()["id"] not in everything
 
     [line] = access_lines(caplog)
     assert line["trace_id"] == f"{trace_id:032x}"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import asyncpg
 
+from itinera.db.literals import Inlined, dollar_quoted, uuid_literal
 from itinera.db.pool import DriverPool
 from itinera.errors import AuthenticationError, PermissionDeniedError
 from itinera.round_trips import RoundTrips
@@ -166,10 +167,10 @@ class UnitOfWork:
             # Transaction-local like the tenant: a pooled connection keeps no setting.
             statements.append(f"SET LOCAL statement_timeout = {int(self._statement_timeout_ms)}")
         if self._org_id is not None:
-            member = f"'{_uuid_text(self._user_id)}'" if self._user_id else "NULL"
+            member = uuid_literal(self._user_id) if self._user_id else "NULL"
             lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
             admin = "true" if self._requires_admin else "false"
-            org = f"'{_uuid_text(self._org_id)}'"
+            org = uuid_literal(self._org_id)
             if self._api_key_hash is not None:
                 # The key's digest as hex (made here by hashlib, never request text):
                 # migration 0004 checks the key is live and still the user's.
@@ -182,8 +183,8 @@ class UnitOfWork:
         if unrecorded_key is not None:
             caller, key = unrecorded_key
             statements.append(
-                f"SELECT itinera_expect_unrecorded_key('{_uuid_text(caller)}', "
-                f"{'$key' if shown else _dollar_quoted(key)})"
+                f"SELECT itinera_expect_unrecorded_key({uuid_literal(caller)}, "
+                f"{'$key' if shown else dollar_quoted(key)})"
             )
         if self._opening_settings:
             statements.append(f"SELECT {_set_configs(self._opening_settings)}")
@@ -245,14 +246,25 @@ class UnitOfWork:
         driver = await self._for_one_round_trip()
         await driver.execute(f"ROLLBACK TO SAVEPOINT {name}")
 
-    async def commit(self) -> None:
+    async def commit(self, last: Inlined | None = None) -> None:
+        """Commit; ``last``, a statement with its values inlined, runs first in the same
+        message (one round trip for both). When it fails, nothing is committed."""
         # Finished only once it worked: after a failed COMMIT, close() tries a
         # rollback, and a connection that cannot even do that is discarded.
         if self.in_transaction:
             assert self._driver is not None
             self.round_trips.database += 1
             try:
-                await self._driver.execute("COMMIT")
+                if last is None:
+                    await self._driver.execute("COMMIT")
+                elif isinstance(self._driver, _TracedDriver):
+                    await self._driver.execute_shown(f"{last.sql}; COMMIT", f"{last.shown}; COMMIT")
+                else:
+                    await self._driver.execute(f"{last.sql}; COMMIT")
+            except asyncpg.PostgresError:
+                if last is None or not self._driver.is_in_transaction():
+                    self._untrusted = True
+                raise
             except BaseException:
                 self._untrusted = True
                 raise
@@ -335,30 +347,6 @@ class _TracedDriver:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver, name)
-
-
-def _uuid_text(value: uuid.UUID) -> str:
-    """A UUID's text, inlined into SQL only once it is known to be a UUID object."""
-    if not isinstance(value, uuid.UUID):
-        raise TypeError(f"expected a UUID, got {type(value).__name__}")
-    return str(value)
-
-
-def _dollar_quoted(text: str) -> str:
-    """``text`` as a dollar-quoted literal, under a tag that does not occur in it.
-
-    Nothing in it is read as an escape, whatever ``standard_conforming_strings``
-    says; for text without NUL (PostgreSQL refuses it in any literal).
-    """
-    if "\x00" in text:
-        raise ValueError("a literal cannot hold NUL")
-    tag, n = "$k$", 0
-    # The literal ends where the tag first occurs after the opening one: that
-    # must be the closing tag itself, not a match straddling the text's end.
-    while (text + tag).find(tag) != len(text):
-        n += 1
-        tag = f"$k{n}$"
-    return f"{tag}{text}{tag}"
 
 
 def _set_configs(settings: Mapping[str, str]) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 from sqlalchemy import and_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from itinera.db.literals import Inlined, bytea_literal, dollar_quoted, uuid_literal
 from itinera.db.models import IdempotencyRecord
 from itinera.db.prepared import Prepared
 from itinera.db.repository import TenantRepository
@@ -25,25 +26,6 @@ FIND = Prepared(
         IdempotencyRecord.body,
     ).where(_RECORD, IdempotencyRecord.expires_at > func.now())
 )
-_STORED = ("fingerprint", "status", "headers", "body")
-_insert = pg_insert(IdempotencyRecord).values(
-    org_id=bindparam("org_id"),
-    user_id=bindparam("user_id"),
-    key=bindparam("key"),
-    **{name: bindparam(name) for name in _STORED},
-    created_at=func.now(),
-    expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, bindparam("ttl_seconds")),
-)
-# An expired record of the same key may still be there (sweeps only reclaim
-# space): the caller holds the key's lock, so overwrite it.
-STORE = Prepared(
-    _insert.on_conflict_do_update(
-        index_elements=[IdempotencyRecord.org_id, IdempotencyRecord.user_id, IdempotencyRecord.key],
-        set_={
-            name: getattr(_insert.excluded, name) for name in (*_STORED, "created_at", "expires_at")
-        },
-    )
-)
 
 
 class IdempotencyRecords(TenantRepository):
@@ -54,21 +36,39 @@ class IdempotencyRecords(TenantRepository):
             return None
         return row["fingerprint"], StoredResponse(row["status"], row["headers"], row["body"])
 
-    async def store(
-        self,
-        user_id: uuid.UUID,
-        key: str,
-        request_fingerprint: bytes,
-        response: StoredResponse,
-        ttl_seconds: int,
-    ) -> None:
-        await self.execute(
-            STORE,
-            user_id=user_id,
-            key=key,
-            fingerprint=request_fingerprint,
-            status=response.status,
-            headers=response.headers,
-            body=response.body,
-            ttl_seconds=ttl_seconds,
+
+def stored_at_commit(
+    user_id: uuid.UUID,
+    key: str,
+    request_fingerprint: bytes,
+    response: StoredResponse,
+    ttl_seconds: int,
+) -> Inlined:
+    """The statement that stores the key's record, for the transaction's COMMIT message.
+
+    ``itinera_store_response`` (migration 0009) overwrites an expired record of
+    the key: the caller holds the key's lock.
+    """
+    headers = msgspec.json.encode(response.headers).decode()
+
+    def call(key: str, fingerprint: str, headers_json: str, body: str) -> str:
+        values = (
+            uuid_literal(user_id),
+            key,
+            fingerprint,
+            f"{int(response.status)}::smallint",
+            f"{headers_json}::jsonb",
+            body,
+            str(int(ttl_seconds)),
         )
+        return f"SELECT itinera_store_response({', '.join(values)})"
+
+    return Inlined(
+        sql=call(
+            dollar_quoted(key),
+            bytea_literal(request_fingerprint),
+            dollar_quoted(headers),
+            bytea_literal(response.body),
+        ),
+        shown=call("$key", "$fingerprint", "$headers", "$body"),
+    )

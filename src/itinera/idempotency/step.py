@@ -3,9 +3,10 @@
 Inside the request's own transaction: the key's transaction-level advisory
 lock is taken in the opening message, which also checks that the key has no
 record; if it has one (or the lock is held elsewhere) the record is read, and
-the request is replayed or refused; else it goes to the handler under a savepoint;
-before the commit its response is stored with its writes. A crash releases
-the lock with the connection, so there is no pending state and no lease.
+the request is replayed or refused; else it goes to the handler under a
+savepoint, and its response is stored with its writes, in the message that
+commits them. A crash releases the lock with the connection, so there is no
+pending state and no lease.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from starlette.types import Message, Scope
 
 from itinera import scope as request_scope
+from itinera.db.literals import Inlined
 from itinera.db.unit_of_work import UnitOfWork
 from itinera.errors import IdempotencyInFlightError, IdempotencyKeyReusedError
 from itinera.idempotency.policy import (
@@ -22,7 +24,7 @@ from itinera.idempotency.policy import (
     lock_id,
     should_store,
 )
-from itinera.idempotency.records import IdempotencyRecords
+from itinera.idempotency.records import IdempotencyRecords, stored_at_commit
 
 SAVEPOINT = "idempotent_handler"
 REPLAYED = (b"idempotent-replayed", b"true")
@@ -76,8 +78,9 @@ class IdempotencyStep:
             "a request with this Idempotency-Key is in progress; retry shortly"
         )
 
-    async def before_commit(self, response: list[Message]) -> None:
-        """Keep the handler's writes only for a success, and store what the key will replay.
+    async def before_commit(self, response: list[Message]) -> Inlined | None:
+        """Keep the handler's writes only for a success; the statement that stores what the
+        key will replay, for the COMMIT message (None: this answer is not kept).
 
         Exactly once at every size: past the cap the body is left out, never
         the record, and a replay answers status and headers alone.
@@ -86,11 +89,11 @@ class IdempotencyStep:
         if status >= 400:
             await self.uow.rollback_to_savepoint(SAVEPOINT)
         if not should_store(status):
-            return
+            return None
         settings = self.resources.settings
         if len(body) > settings.idempotency_max_stored_bytes:
             body = b""
-        await IdempotencyRecords(self.uow).store(
+        return stored_at_commit(
             self.user_id,
             self.key,
             self.fingerprint,

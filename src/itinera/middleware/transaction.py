@@ -71,8 +71,7 @@ class TransactionMiddleware:
                     else:
                         # An exception propagates: nothing is stored, the key stays free.
                         await self.app(scope, receive, hold)
-                        await step.before_commit(held)
-                        await uow.commit()
+                        await uow.commit(await step.before_commit(held))
         finally:
             # Shielded inside: the connection must go back to the pool clean
             # even when the request is cancelled (client gone, server stopping).
