@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import asyncpg
 
-from itinera.db.literals import Inlined, dollar_quoted, uuid_literal
+from itinera.db.literals import Inlined, bytea_literal, dollar_quoted, uuid_literal
 from itinera.db.pool import DriverPool
 from itinera.errors import AuthenticationError, PermissionDeniedError
 from itinera.round_trips import RoundTrips
@@ -32,14 +32,15 @@ class UnitOfWork:
     its own). Repositories (``db.repository``) run compiled statements through
     ``fetch``/``fetchrow``/``fetchval``/``execute``, which count the round trips.
 
-    The transaction opens in one round trip: ``BEGIN; SET LOCAL
-    statement_timeout ...; SELECT itinera_begin(...)`` as a single message
-    (see migrations 0002 and 0003) bounds every statement of the transaction,
-    applies the tenant setting with ``set_config(..., true)`` — gone at commit
-    or rollback, so nothing leaks to the next user of the pooled connection —
-    checks that the caller still exists and is enabled (and is an admin, when
-    the route needs one: the role in the database, not the token's claim), and
-    takes an idempotency key's advisory lock. A caller with an API key is
+    The transaction opens in one round trip: ``BEGIN; SELECT
+    set_config('statement_timeout', ..., true), itinera_begin(...)`` as a
+    single message (see migrations 0002 and 0003) bounds every later
+    statement of the transaction, applies the tenant setting with
+    ``set_config(..., true)`` — gone at commit or rollback, so nothing leaks
+    to the next user of the pooled connection — checks that the caller still
+    exists and is enabled (and is an admin, when the route needs one: the role
+    in the database, not the token's claim), and takes an idempotency key's
+    advisory lock. A caller with an API key is
     opened by ``itinera_begin_key(...)`` instead (migration 0004), which also
     checks that the key is neither revoked nor expired.
     """
@@ -163,31 +164,33 @@ class UnitOfWork:
         # made by this process, or an idempotency key (visible ASCII, checked
         # by idempotency.policy.parse_key) dollar-quoted with a tag it lacks.
         statements = ["BEGIN"]
+        # Transaction-local settings (gone at COMMIT or ROLLBACK: a pooled
+        # connection keeps none) and the caller's check, in one statement.
+        settings = dict(self._opening_settings)
         if self._statement_timeout_ms is not None:
-            # Transaction-local like the tenant: a pooled connection keeps no setting.
-            statements.append(f"SET LOCAL statement_timeout = {int(self._statement_timeout_ms)}")
+            settings["statement_timeout"] = str(int(self._statement_timeout_ms))
+        calls = _set_configs(settings)
         if self._org_id is not None:
             member = uuid_literal(self._user_id) if self._user_id else "NULL"
             lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
             admin = "true" if self._requires_admin else "false"
             org = uuid_literal(self._org_id)
             if self._api_key_hash is not None:
-                # The key's digest as hex (made here by hashlib, never request text):
+                # The key's digest (made here by hashlib, never request text):
                 # migration 0004 checks the key is live and still the user's.
-                key_hash = f"decode('{bytes(self._api_key_hash).hex()}', 'hex')"
-                statements.append(
-                    f"SELECT itinera_begin_key({org}, {key_hash}, {member}, {lock}, {admin})"
-                )
+                key_hash = bytea_literal(self._api_key_hash)
+                calls.append(f"itinera_begin_key({org}, {key_hash}, {member}, {lock}, {admin})")
             else:
-                statements.append(f"SELECT itinera_begin({org}, {member}, {lock}, {admin})")
+                calls.append(f"itinera_begin({org}, {member}, {lock}, {admin})")
+        if calls:
+            statements.append(f"SELECT {', '.join(calls)}")
         if unrecorded_key is not None:
+            # A statement of its own: it reads the tenant itinera_begin has just set.
             caller, key = unrecorded_key
             statements.append(
                 f"SELECT itinera_expect_unrecorded_key({uuid_literal(caller)}, "
                 f"{'$key' if shown else dollar_quoted(key)})"
             )
-        if self._opening_settings:
-            statements.append(f"SELECT {_set_configs(self._opening_settings)}")
         if savepoint is not None:
             statements.append(f"SAVEPOINT {savepoint}")
         return "; ".join(statements)
@@ -349,10 +352,10 @@ class _TracedDriver:
         return getattr(self._driver, name)
 
 
-def _set_configs(settings: Mapping[str, str]) -> str:
-    """``set_config(name, value, true), ...`` as SQL text, each value quoted as a literal."""
+def _set_configs(settings: Mapping[str, str]) -> list[str]:
+    """``set_config(name, value, true)`` per setting, as SQL text, each quoted as a literal."""
 
     def literal(text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
 
-    return ", ".join(f"set_config({literal(k)}, {literal(v)}, true)" for k, v in settings.items())
+    return [f"set_config({literal(k)}, {literal(v)}, true)" for k, v in settings.items()]
