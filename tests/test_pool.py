@@ -12,10 +12,23 @@ from itinera.db.pool import DriverPool, PoolTimeoutError, driver_connect
 from itinera.settings import Settings
 
 
-def pool_of(settings: Settings, *, size: int, overflow: int = 0, timeout: float = 5) -> DriverPool:
+def pool_of(
+    settings: Settings,
+    *,
+    size: int,
+    overflow: int = 0,
+    timeout: float = 5,
+    overflow_idle_seconds: float = 5,
+) -> DriverPool:
     assert settings.database_url is not None
     connect = driver_connect(settings.database_url, settings, application_name="pool-tests")
-    return DriverPool(connect, size=size, overflow=overflow, timeout=timeout)
+    return DriverPool(
+        connect,
+        size=size,
+        overflow=overflow,
+        timeout=timeout,
+        overflow_idle_seconds=overflow_idle_seconds,
+    )
 
 
 @pytest.fixture
@@ -121,23 +134,47 @@ async def test_a_waiter_takes_the_place_of_a_discarded_connection(
     one_connection.release(again)
 
 
-async def test_past_size_idle_connections_are_closed_not_kept(settings: Settings) -> None:
-    pool = pool_of(settings, size=1, overflow=1)
+async def test_past_size_a_connection_idle_for_a_while_is_closed(settings: Settings) -> None:
+    pool = pool_of(settings, size=1, overflow=1, overflow_idle_seconds=0.3)
     try:
         a, b = await pool.acquire(), await pool.acquire()
         assert pool.usage()["overflow"] == 1
-        # Still busy past its size: the first one back stays open for the next request.
-        pool.release(b)
-        assert pool.usage() == {"checked_out": 1, "idle": 1, "size": 1, "overflow": 1}
-        again = await pool.acquire()
-        assert again is b
-        # Idle ones past the size are closed (in the background).
-        pool.release(again)
+        # A dip in the load: both back, both kept for the next requests.
         pool.release(a)
-        await asyncio.sleep(0.1)
+        pool.release(b)
+        assert pool.usage() == {"checked_out": 0, "idle": 2, "size": 1, "overflow": 1}
+        again = await pool.acquire()
+        assert again is b  # the one used last
+        pool.release(again)
+        await asyncio.sleep(0.15)
+        assert not a.is_closed()
+        # The one idle longest goes once idle for overflow_idle_seconds (in the background).
+        await asyncio.sleep(0.4)
         assert a.is_closed()
         assert not b.is_closed()
         assert pool.usage() == {"checked_out": 0, "idle": 1, "size": 1, "overflow": 0}
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_reused_before_its_idle_time_is_up_stays_open(
+    settings: Settings,
+) -> None:
+    pool = pool_of(settings, size=1, overflow=1, overflow_idle_seconds=0.3)
+    try:
+        a, b = await pool.acquire(), await pool.acquire()
+        pool.release(a)
+        pool.release(b)
+        await asyncio.sleep(0.2)
+        # Both busy again before the first has been idle long enough.
+        first, second = await pool.acquire(), await pool.acquire()
+        assert {first, second} == {a, b}
+        await asyncio.sleep(0.4)
+        assert not a.is_closed()
+        assert not b.is_closed()
+        assert pool.usage()["checked_out"] == 2
+        pool.release(first)
+        pool.release(second)
     finally:
         await pool.close()
 

@@ -33,9 +33,12 @@ class PoolTimeoutError(TimeoutError):
 
 
 class DriverPool:
-    """Up to ``size + overflow`` connections, opened when first needed; at most
-    ``size`` of them are kept idle, the rest closed as they come back with
-    nobody waiting (a load that keeps more than ``size`` busy keeps them open).
+    """Up to ``size + overflow`` connections, opened when first needed; past
+    ``size``, a connection is closed once it has been idle for
+    ``overflow_idle_seconds`` (a load that keeps more than ``size`` busy keeps
+    them open, and one that dips for a moment does not pay for opening them
+    again: a new connection costs PostgreSQL a process and this side its type
+    introspection and statement preparation).
 
     Waiters are served in arrival order: a connection given back goes to the
     oldest waiter, never to a newcomer. A connection that cannot be trusted
@@ -52,6 +55,7 @@ class DriverPool:
         timeout: float,
         recycle_seconds: float | None = None,
         pre_ping: bool = False,
+        overflow_idle_seconds: float = 5.0,
     ) -> None:
         self._connect = connect
         self.size = size
@@ -59,7 +63,11 @@ class DriverPool:
         self._timeout = timeout
         self._recycle_seconds = recycle_seconds
         self._pre_ping = pre_ping
+        self._overflow_idle_seconds = overflow_idle_seconds
+        # Taken from the end: the first ones have been idle longest.
         self._idle: list[asyncpg.Connection] = []
+        self._idle_since: dict[asyncpg.Connection, float] = {}
+        self._trim: asyncio.TimerHandle | None = None
         self._opened_at: dict[asyncpg.Connection, float] = {}
         # A waiter's future gets a connection, or None: "open one of your own".
         self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
@@ -92,6 +100,7 @@ class DriverPool:
             raise RuntimeError("the pool is closed")
         while self._idle:
             connection = self._idle.pop()
+            self._idle_since.pop(connection, None)
             if await self._usable(connection):
                 return connection
         if self._open < self.size + self.overflow:
@@ -133,12 +142,17 @@ class DriverPool:
         dropped = [connection, *(self._idle if idle_too else ())]
         if idle_too:
             self._idle.clear()
+            self._idle_since.clear()
         for each in dropped:
             self._drop(each)
 
     async def close(self) -> None:
         self._closed = True
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
         idle, self._idle = self._idle, []
+        self._idle_since.clear()
         for connection in idle:
             self._opened_at.pop(connection, None)
             self._open -= 1
@@ -157,14 +171,32 @@ class DriverPool:
                 return
         if connection is None:
             self._open -= 1
-        elif len(self._idle) >= self.size:
-            self._open -= 1
+            return
+        self._idle.append(connection)
+        self._idle_since[connection] = time.monotonic()
+        if len(self._idle) > self.size and self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(
+                self._overflow_idle_seconds, self._close_long_idle
+            )
+
+    def _close_long_idle(self) -> None:
+        """Close the connections past ``size`` idle for ``overflow_idle_seconds``."""
+        self._trim = None
+        now = time.monotonic()
+        while len(self._idle) > self.size:
+            idle_for = now - self._idle_since[self._idle[0]]
+            if idle_for < self._overflow_idle_seconds:
+                self._trim = asyncio.get_running_loop().call_later(
+                    self._overflow_idle_seconds - idle_for, self._close_long_idle
+                )
+                return
+            connection = self._idle.pop(0)
+            self._idle_since.pop(connection, None)
             self._opened_at.pop(connection, None)
+            self._open -= 1
             closing = asyncio.get_running_loop().create_task(_close(connection))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-        else:
-            self._idle.append(connection)
 
     def _drop(self, connection: asyncpg.Connection) -> None:
         self._opened_at.pop(connection, None)
