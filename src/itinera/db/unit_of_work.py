@@ -169,7 +169,7 @@ class UnitOfWork:
         settings = dict(self._opening_settings)
         if self._statement_timeout_ms is not None:
             settings["statement_timeout"] = str(int(self._statement_timeout_ms))
-        calls = _set_configs(settings)
+        calls = []
         if self._org_id is not None:
             member = uuid_literal(self._user_id) if self._user_id else "NULL"
             lock = str(int(advisory_lock)) if advisory_lock is not None else "NULL"
@@ -182,6 +182,10 @@ class UnitOfWork:
                 calls.append(f"itinera_begin_key({org}, {key_hash}, {member}, {lock}, {admin})")
             else:
                 calls.append(f"itinera_begin({org}, {member}, {lock}, {admin})")
+        # After the check: PostgreSQL evaluates a target list in order, and a
+        # search's plan_cache_mode would otherwise have the check's own query
+        # planned afresh on every call.
+        calls.extend(_set_configs(settings))
         if calls:
             statements.append(f"SELECT {', '.join(calls)}")
         if unrecorded_key is not None:
