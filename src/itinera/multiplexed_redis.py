@@ -64,7 +64,9 @@ class MultiplexedConnection:
             self._drop_if_stalled(connection, loop.time())
             raise
         except (OSError, RedisConnectionError) as exc:
-            reply.cancel()  # failed here: nobody is left to read its outcome
+            # Failed here: nobody is left to read its outcome.
+            if not reply.cancel() and not reply.cancelled():
+                reply.exception()
             self._drop(connection, exc)
             raise
 
@@ -86,7 +88,12 @@ class MultiplexedConnection:
         """The live connection, opened by the first caller that finds none; the rest wait."""
         async with self._opening:
             connection = self._connection
-            if connection is None or not connection.is_connected:
+            if connection is not None and not connection.is_connected:
+                # Lost while its loser had not yet said so: its commands fail
+                # with it, before a new connection could be handed their replies.
+                self._drop(connection, RedisConnectionError("the connection was lost"))
+                connection = None
+            if connection is None:
                 connection = await self._connect()
             return connection
 
