@@ -33,7 +33,7 @@ class UnitOfWork:
     ``fetch``/``fetchrow``/``fetchval``/``execute``, which count the round trips.
 
     The transaction opens in one round trip: ``BEGIN; SELECT
-    set_config('statement_timeout', ..., true), itinera_begin(...)`` as a
+    itinera_begin(...), set_config('statement_timeout', ..., true)`` as a
     single message (see migrations 0002 and 0003) bounds every later
     statement of the transaction, applies the tenant setting with
     ``set_config(..., true)`` — gone at commit or rollback, so nothing leaks
