@@ -64,9 +64,8 @@ class DriverPool:
         self._recycle_seconds = recycle_seconds
         self._pre_ping = pre_ping
         self._overflow_idle_seconds = overflow_idle_seconds
-        # Taken from the end: the first ones have been idle longest.
-        self._idle: list[asyncpg.Connection] = []
-        self._idle_since: dict[asyncpg.Connection, float] = {}
+        # (connection, idle since), taken from the end: the first have been idle longest.
+        self._idle: deque[tuple[asyncpg.Connection, float]] = deque()
         self._trim: asyncio.TimerHandle | None = None
         self._opened_at: dict[asyncpg.Connection, float] = {}
         # A waiter's future gets a connection, or None: "open one of your own".
@@ -99,8 +98,7 @@ class DriverPool:
         if self._closed:
             raise RuntimeError("the pool is closed")
         while self._idle:
-            connection = self._idle.pop()
-            self._idle_since.pop(connection, None)
+            connection, _ = self._idle.pop()
             if await self._usable(connection):
                 return connection
         if self._open < self.size + self.overflow:
@@ -139,10 +137,9 @@ class DriverPool:
 
     def discard(self, connection: asyncpg.Connection, *, idle_too: bool = True) -> None:
         """Drop a connection that cannot be trusted (and, by default, the idle ones)."""
-        dropped = [connection, *(self._idle if idle_too else ())]
+        dropped = [connection, *(idle for idle, _ in self._idle if idle_too)]
         if idle_too:
             self._idle.clear()
-            self._idle_since.clear()
         for each in dropped:
             self._drop(each)
 
@@ -151,9 +148,8 @@ class DriverPool:
         if self._trim is not None:
             self._trim.cancel()
             self._trim = None
-        idle, self._idle = self._idle, []
-        self._idle_since.clear()
-        for connection in idle:
+        idle, self._idle = self._idle, deque()
+        for connection, _ in idle:
             self._opened_at.pop(connection, None)
             self._open -= 1
             await _close(connection)
@@ -172,8 +168,7 @@ class DriverPool:
         if connection is None:
             self._open -= 1
             return
-        self._idle.append(connection)
-        self._idle_since[connection] = time.monotonic()
+        self._idle.append((connection, time.monotonic()))
         if len(self._idle) > self.size and self._trim is None:
             self._trim = asyncio.get_running_loop().call_later(
                 self._overflow_idle_seconds, self._close_long_idle
@@ -184,14 +179,13 @@ class DriverPool:
         self._trim = None
         now = time.monotonic()
         while len(self._idle) > self.size:
-            idle_for = now - self._idle_since[self._idle[0]]
+            idle_for = now - self._idle[0][1]
             if idle_for < self._overflow_idle_seconds:
                 self._trim = asyncio.get_running_loop().call_later(
                     self._overflow_idle_seconds - idle_for, self._close_long_idle
                 )
                 return
-            connection = self._idle.pop(0)
-            self._idle_since.pop(connection, None)
+            connection, _ = self._idle.popleft()
             self._opened_at.pop(connection, None)
             self._open -= 1
             closing = asyncio.get_running_loop().create_task(_close(connection))
